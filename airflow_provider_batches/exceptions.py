@@ -1,0 +1,252 @@
+"""One exception hierarchy for everything the provider raises.
+
+::
+
+    MessageBatchError
+    ├── InvalidBatchIdError (also ValueError)
+    ├── ConnectionConfigError (also ValueError)
+    ├── APIError                      method, url, batch_id, status_code, error_type, request_id
+    │   ├── APIConnectionError        network failure, no response
+    │   │   └── APITimeoutError
+    │   ├── InvalidResponseError      a 2xx whose body is not what the endpoint returns
+    │   └── APIStatusError            the API answered with an error status
+    │       ├── BadRequestError (400), AuthenticationError (401), BillingError (402),
+    │       ├── PermissionDeniedError (403), NotFoundError (404), RequestTimeoutError (408),
+    │       ├── ConflictError (409), RequestTooLargeError (413), RateLimitError (429),
+    │       ├── InternalServerError (5xx) └── OverloadedError (529)
+    └── BatchWaitError                the wait did not succeed (an AirflowException)
+        ├── BatchPermanentError       retrying cannot help: 401, 403, 404... (AirflowFail...)
+        ├── BatchOutcomeError         ended, but an outcome policy rejects it (AirflowFail...)
+        └── BatchWaitTimeoutError     deadline passed before the batch ended (AirflowSensorTimeout)
+
+No exception ever holds the API key: messages are built from the request's method and URL and
+the API's error body, never from headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_batches._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+)
+
+
+class MessageBatchError(Exception):
+    """Base of every error this provider raises."""
+
+
+class InvalidBatchIdError(MessageBatchError, ValueError):
+    """A batch id that is empty or would change the request's URL path."""
+
+
+class ConnectionConfigError(MessageBatchError, ValueError):
+    """The Airflow connection's fields or extras cannot be used."""
+
+
+class APIError(MessageBatchError):
+    """A request to the Message Batches API failed."""
+
+    #: Whether the same request may succeed if sent again.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        batch_id: str | None = None,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+        self.batch_id = batch_id
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        #: Seconds the server asked to wait (``retry-after``), capped; ``None`` if it did not say.
+        self.retry_after: float | None = None
+        #: How many times the request was sent before this error was raised.
+        self.attempts = 1
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.error_type:
+            parts.append(f"type={self.error_type}")
+        if self.batch_id:
+            parts.append(f"batch={self.batch_id}")
+        if self.request_id:
+            parts.append(f"request-id={self.request_id}")
+        parts.append(f"{self.method} {self.url}")
+        return " | ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep keyword-only state when Airflow pickles the exception across processes.
+        return (_rebuild, (type(self), self.message, self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields, as carried in a trigger's ``error`` event."""
+        return {
+            "error_class": type(self).__name__,
+            "message": self.message,
+            "method": self.method,
+            "url": self.url,
+            "batch_id": self.batch_id,
+            "status_code": self.status_code,
+            "error_type": self.error_type,
+            "request_id": self.request_id,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "attempts": self.attempts,
+        }
+
+
+def _rebuild(cls: type[APIError], message: str, fields: dict[str, Any]) -> APIError:
+    keys = ("method", "url", "batch_id", "status_code", "error_type", "request_id")
+    error = cls(message, **{key: fields[key] for key in keys})
+    error.retryable = fields["retryable"]
+    error.retry_after = fields["retry_after"]
+    error.attempts = fields["attempts"]
+    return error
+
+
+class APIConnectionError(APIError):
+    """No HTTP response arrived: DNS, refused or reset connection, protocol error."""
+
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out before a response arrived."""
+
+
+class InvalidResponseError(APIError):
+    """A success status whose body is not a valid response for the endpoint (HTML, junk JSON)."""
+
+    retryable = True
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status."""
+
+
+class BadRequestError(APIStatusError):
+    pass
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class BillingError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class RequestTimeoutError(APIStatusError):
+    retryable = True
+
+
+class ConflictError(APIStatusError):
+    retryable = True
+
+
+class RequestTooLargeError(APIStatusError):
+    pass
+
+
+class RateLimitError(APIStatusError):
+    retryable = True
+
+
+class InternalServerError(APIStatusError):
+    retryable = True
+
+
+class OverloadedError(InternalServerError):
+    pass
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: BillingError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    if status_code in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status_code]
+    if status_code >= 500:
+        return InternalServerError
+    return APIStatusError
+
+
+class BatchWaitError(MessageBatchError, AirflowException):
+    """Waiting for a batch did not end in success; Airflow's task retries apply.
+
+    ``batch`` is the batch last seen (JSON-safe dict) or ``None``; ``error`` is the API error's
+    fields (see :meth:`APIError.to_dict`) when one caused the failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        batch_id: str,
+        batch: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.batch = batch
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_wait_error, (type(self), str(self), self.batch_id, self.batch, self.error))
+
+
+def _rebuild_wait_error(
+    cls: type[BatchWaitError],
+    message: str,
+    batch_id: str,
+    batch: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+) -> BatchWaitError:
+    return cls(message, batch_id=batch_id, batch=batch, error=error)
+
+
+class BatchPermanentError(BatchWaitError, AirflowFailException):
+    """A failure that retrying the task cannot fix (bad key, unknown batch): no task retries."""
+
+
+class BatchOutcomeError(BatchWaitError, AirflowFailException):
+    """The batch ended, but an outcome policy of the sensor rejects the result."""
+
+
+class BatchWaitTimeoutError(BatchWaitError, AirflowSensorTimeout):
+    """The wait's deadline passed before the batch ended."""

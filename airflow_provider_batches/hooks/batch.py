@@ -1,0 +1,159 @@
+"""MessageBatchHook: the Message Batches API over httpx, sync for workers, async for triggers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from airflow.sdk import BaseHook
+from pydantic import ValidationError
+
+from airflow_provider_batches.clients import (
+    shared_async_pool,
+    shared_sync_client,
+)
+from airflow_provider_batches.exceptions import APIError, MessageBatchError
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.settings import ClientSettings, validate_batch_id
+from airflow_provider_batches.transport import (
+    ApiRequest,
+    asend,
+    invalid_response,
+    redact,
+    response_json,
+    send,
+)
+
+
+class MessageBatchHook(BaseHook):
+    """Reads Anthropic Message Batches through an Airflow connection.
+
+    The connection's Password is the API key; Host is the base URL (default
+    ``https://api.anthropic.com``); extras: ``anthropic_version``, ``betas``, ``timeout``,
+    ``max_retries``, ``max_connections``, ``verify``, ``workspace_id``. Any connection type with
+    these fields works.
+
+    :param conn_id: The Airflow connection to use.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "anthropic_default"
+    conn_type = "anthropic_batches"
+    hook_name = "Anthropic Message Batches"
+
+    def __init__(self, conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self._settings: ClientSettings | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.conn_id!r})"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_batches.provider_info import UI_FIELD_BEHAVIOUR
+
+        return UI_FIELD_BEHAVIOUR
+
+    @property
+    def settings(self) -> ClientSettings:
+        """Settings from the connection, loaded once (sync: for workers)."""
+        if self._settings is None:
+            self._settings = self._load_settings(self.get_connection(self.conn_id))
+        return self._settings
+
+    async def asettings(self) -> ClientSettings:
+        """Settings from the connection, loaded once without blocking the event loop."""
+        if self._settings is None:
+            self._settings = self._load_settings(await self.aget_connection(self.conn_id))
+        return self._settings
+
+    @staticmethod
+    def _load_settings(conn: Any) -> ClientSettings:
+        settings = ClientSettings.from_connection(conn)
+        _mask(settings.api_key)
+        return settings
+
+    def get_conn(self) -> httpx.Client:
+        """The shared sync httpx client for this connection (headers are added per request)."""
+        return shared_sync_client(self.settings)
+
+    def retrieve_batch(self, batch_id: str) -> MessageBatch:
+        """``GET /v1/messages/batches/{batch_id}``, retried on transient faults."""
+        validate_batch_id(batch_id)
+        settings = self.settings
+        request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
+        return send(shared_sync_client(settings), settings, request, parse_batch)
+
+    async def aretrieve_batch(self, batch_id: str) -> MessageBatch:
+        """Async ``GET /v1/messages/batches/{batch_id}`` on the loop's shared connection pool."""
+        validate_batch_id(batch_id)
+        settings = await self.asettings()
+        request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
+        pool = shared_async_pool(settings)
+        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+
+    def create_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
+        """``POST /v1/messages/batches`` with ``[{"custom_id": ..., "params": {...}}, ...]``.
+
+        Not retried on ambiguous failures (timeouts, dropped connections), since a retry could
+        create a second batch; rate-limit and overload answers are retried as usual.
+        """
+        if not requests:
+            raise ValueError("create_batch needs at least one request.")
+        settings = self.settings
+        request = ApiRequest(
+            "POST", settings.batches_url(), None, {"requests": list(requests)}, idempotent=False
+        )
+        return send(shared_sync_client(settings), settings, request, parse_batch)
+
+    def cancel_batch(self, batch_id: str) -> MessageBatch:
+        """``POST /v1/messages/batches/{batch_id}/cancel``; the batch moves to ``canceling``."""
+        validate_batch_id(batch_id)
+        settings = self.settings
+        request = ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
+        return send(shared_sync_client(settings), settings, request, parse_batch)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (list one batch), for the UI's Test button."""
+        try:
+            settings = self.settings
+            request = ApiRequest("GET", settings.batches_url() + "?limit=1")
+            send(shared_sync_client(settings), settings, request, _parse_list_page)
+        except APIError as error:
+            return False, str(error)
+        except MessageBatchError as error:
+            return False, str(error)
+        return True, f"Connected to {settings.base_url} as the API key's workspace."
+
+
+def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> MessageBatch:
+    body = response_json(response, request, secret)
+    try:
+        return MessageBatch.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)[:5]
+        )
+        raise invalid_response(
+            response, request, secret, f"not a message batch ({redact(problems, secret)})"
+        ) from None
+
+
+def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str) -> None:
+    body = response_json(response, request, secret)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise invalid_response(response, request, secret, "not a list of message batches")
+
+
+def _mask(secret: str) -> None:
+    """Tell Airflow's secrets masker about the key so no log line can show it."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # Airflow < 3.1
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
+            mask_secret,
+        )
+    mask_secret(secret)

@@ -1,0 +1,209 @@
+"""MessageBatchSensor: wait until a Message Batch ends and return it to XCom."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_batches._compat import AirflowSkipException, default_deferrable
+from airflow_provider_batches.events import validate_event
+from airflow_provider_batches.exceptions import (
+    APIError,
+    BatchOutcomeError,
+    BatchPermanentError,
+    BatchWaitError,
+    BatchWaitTimeoutError,
+    InvalidBatchIdError,
+)
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.settings import validate_batch_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+#: Extra time Airflow's own deferral timeout allows past the trigger's deadline, so the
+#: trigger's ``timeout`` event (which carries the last batch seen) normally arrives first.
+DEFERRAL_TIMEOUT_MARGIN = 60.0
+_TRIGGER_PATH = "airflow_provider_batches.triggers.batch.MessageBatchTrigger"
+
+
+class MessageBatchSensor(BaseSensorOperator):
+    """Waits until an Anthropic Message Batch has ``processing_status`` ``ended``.
+
+    Returns the ended batch as a JSON-safe dict in the API's shape, so it lands in XCom as
+    ``return_value``; outcome policies can fail or skip the task based on its request counts.
+
+    :param batch_id: The batch to wait for (templated, e.g. from an upstream task's XCom).
+    :param conn_id: Airflow connection with the API key (templated).
+    :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poke_interval: Seconds between polls in every mode (in deferrable mode, the longest
+        gap between polls; jitter makes most gaps a little shorter).
+    :param max_errored: Fail when more requests than this errored.
+    :param max_errored_ratio: Fail when more than this fraction (0-1) of requests errored.
+    :param max_expired: Fail when more requests than this expired.
+    :param max_expired_ratio: Fail when more than this fraction of requests expired.
+    :param max_canceled: Fail when more requests than this were canceled.
+    :param max_canceled_ratio: Fail when more than this fraction of requests was canceled.
+    :param on_fully_canceled: What a batch that ended with every request canceled does:
+        ``"succeed"`` (default), ``"fail"`` or ``"skip"``.
+    :param expiry_grace: Deferrable mode: seconds past the batch's ``expires_at`` after which a
+        batch that still has not ended ends the wait with a timeout.
+    :param max_consecutive_errors: Deferrable mode: transient failures in a row tolerated.
+    :param error_tolerance: Deferrable mode: seconds a streak of transient failures may last.
+    :param start_from_trigger: Deferrable mode: start straight in the triggerer, without a
+        worker (needs ``deferrable=True``; templated ``batch_id`` needs Airflow 3.3+).
+    """
+
+    template_fields: Sequence[str] = ("batch_id", "conn_id")
+    ui_color = "#f0e4d7"
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        conn_id: str = MessageBatchHook.default_conn_name,
+        deferrable: bool | None = None,
+        max_errored: int | None = None,
+        max_errored_ratio: float | None = None,
+        max_expired: int | None = None,
+        max_expired_ratio: float | None = None,
+        max_canceled: int | None = None,
+        max_canceled_ratio: float | None = None,
+        on_fully_canceled: FullyCanceledAction = "succeed",
+        expiry_grace: float = 3600.0,
+        max_consecutive_errors: int = 10,
+        error_tolerance: float = 1800.0,
+        start_from_trigger: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 60.0)
+        super().__init__(**kwargs)
+        self.batch_id = batch_id
+        self.conn_id = conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        # Validated here so a DAG with a bad policy fails at parse time, not hours later.
+        self.policy = OutcomePolicy(
+            max_errored=max_errored,
+            max_errored_ratio=max_errored_ratio,
+            max_expired=max_expired,
+            max_expired_ratio=max_expired_ratio,
+            max_canceled=max_canceled,
+            max_canceled_ratio=max_canceled_ratio,
+            on_fully_canceled=on_fully_canceled,
+        )
+        self.expiry_grace = expiry_grace
+        self.max_consecutive_errors = max_consecutive_errors
+        self.error_tolerance = error_tolerance
+        if start_from_trigger:
+            self._enable_start_from_trigger()
+
+    def _enable_start_from_trigger(self) -> None:
+        from airflow.triggers.base import StartTriggerArgs
+
+        if not self.deferrable:
+            raise ValueError(
+                f"{self.task_id}: start_from_trigger=True needs deferrable=True, since the wait "
+                "then runs only in the triggerer."
+            )
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=_TRIGGER_PATH,
+            next_method="execute_complete",
+            trigger_kwargs=self._trigger_kwargs(deadline=None),
+            next_kwargs=None,
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    @property
+    def hook(self) -> MessageBatchHook:
+        return MessageBatchHook(self.conn_id)
+
+    def execute(self, context: Context) -> Any:
+        validate_batch_id(self.batch_id)
+        if not self.deferrable:
+            return super().execute(context)
+        # One check on the worker first: a batch that has already ended needs no deferral.
+        batch = self._retrieve_or_none()
+        if batch is not None and batch.is_ended:
+            return self._finish(batch, context)
+        self.defer(
+            trigger=self._trigger(deadline=time.time() + self.timeout),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        batch = self._retrieve_or_none()
+        if batch is None or not batch.is_ended:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(batch, context))
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resume after the trigger: return the batch, or raise a typed error for the event."""
+        event = validate_event(event, self.batch_id)
+        status = event["status"]
+        if status == "success":
+            return self._finish(MessageBatch.from_xcom(event["batch"]), context)
+        if status == "timeout":
+            raise BatchWaitTimeoutError(
+                event["message"], batch_id=self.batch_id, batch=event.get("batch")
+            )
+        error = event.get("error") or {}
+        error_class = BatchWaitError if error.get("retryable", False) else BatchPermanentError
+        raise error_class(
+            event["message"], batch_id=self.batch_id, batch=event.get("batch"), error=error
+        )
+
+    def _trigger(self, deadline: float | None) -> MessageBatchTrigger:
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        return MessageBatchTrigger(**self._trigger_kwargs(deadline))
+
+    def _trigger_kwargs(self, deadline: float | None) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "conn_id": self.conn_id,
+            "poll_interval": self.poke_interval,
+            "deadline": deadline,
+            "expiry_grace": self.expiry_grace,
+            "max_consecutive_errors": self.max_consecutive_errors,
+            "error_tolerance": self.error_tolerance,
+        }
+
+    def _retrieve_or_none(self) -> MessageBatch | None:
+        """The batch now; ``None`` after a transient failure (the next poke tries again)."""
+        try:
+            return self.hook.retrieve_batch(self.batch_id)
+        except InvalidBatchIdError:
+            raise
+        except APIError as error:
+            if not error.retryable:
+                raise BatchPermanentError(
+                    f"Waiting for batch {self.batch_id} failed: {error}",
+                    batch_id=self.batch_id,
+                    error=error.to_dict(),
+                ) from error
+            self.log.warning("Batch %s: poll failed, will poll again: %s", self.batch_id, error)
+            return None
+
+    def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
+        """Apply the outcome policy to an ended batch; return its XCom form if it passes."""
+        value = batch.to_xcom()
+        verdict = self.policy.evaluate(batch)
+        self.log.info("Batch %s", batch.progress_summary())
+        if verdict.action == "succeed":
+            return value
+        # The task will not return a value: keep the batch in XCom for all_done downstreams.
+        context["ti"].xcom_push(key="batch", value=value)
+        if verdict.action == "skip":
+            raise AirflowSkipException(f"Skipping: {verdict.reason}.")
+        raise BatchOutcomeError(f"Failing: {verdict.reason}.", batch_id=batch.id, batch=value)

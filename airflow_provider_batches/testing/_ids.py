@@ -1,0 +1,40 @@
+"""Identifier and timestamp formatting in the shapes the real API uses."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timezone
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def random_base62(length: int = 24) -> str:
+    """``length`` random base62 characters."""
+    return "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def stable_base62(seed: str, length: int = 24) -> str:
+    """``length`` base62 characters derived deterministically from ``seed``."""
+    number = int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest(), "big")
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, 62)
+        chars.append(_BASE62[index])
+    return "".join(chars)
+
+
+def new_batch_id() -> str:
+    """A fresh id like ``msgbatch_013Zva2CMHLNnXjNJJKqJ2EF``."""
+    return "msgbatch_" + random_base62()
+
+
+def new_request_id() -> str:
+    """A fresh ``request-id`` header value."""
+    return "req_" + random_base62()
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """RFC 3339 UTC timestamp with microseconds and a ``Z`` suffix."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

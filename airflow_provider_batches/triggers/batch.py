@@ -1,0 +1,184 @@
+"""MessageBatchTrigger: polls a batch from the triggerer's event loop until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_batches.events import error_event, success_event, timeout_event
+from airflow_provider_batches.exceptions import APIError, MessageBatchError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.models import MessageBatch
+
+DEFAULT_POLL_INTERVAL = 60.0
+DEFAULT_EXPIRY_GRACE = 3600.0
+DEFAULT_MAX_CONSECUTIVE_ERRORS = 10
+DEFAULT_ERROR_TOLERANCE = 1800.0
+DEFAULT_LOG_INTERVAL = 600.0
+POLL_JITTER = 0.2
+
+
+class MessageBatchTrigger(BaseTrigger):
+    """Polls ``GET /v1/messages/batches/{batch_id}`` until the batch ends, then yields one event.
+
+    All state comes from the API, so a trigger rebuilt from :meth:`serialize` in another
+    triggerer process carries on where the last one stopped.
+
+    :param batch_id: The batch to wait for.
+    :param conn_id: Airflow connection holding the API key and base URL.
+    :param poll_interval: Longest time between two polls, in seconds. Each wait is drawn from
+        ``[0.8, 1.0] * poll_interval`` so thousands of waits do not poll in lock-step.
+    :param deadline: Wall-clock time (epoch seconds) after which the wait ends with a
+        ``timeout`` event; ``None`` for no deadline.
+    :param expiry_grace: Seconds past the batch's ``expires_at`` after which, if the API still has
+        not reported ``ended``, the wait ends with a ``timeout`` event.
+    :param max_consecutive_errors: Transient failures in a row (each after the hook's own
+        retries) tolerated before the wait ends with an ``error`` event.
+    :param error_tolerance: Seconds a streak of transient failures may last before the same.
+    :param log_interval: Seconds between progress lines while nothing changes.
+    """
+
+    def __init__(
+        self,
+        batch_id: str,
+        conn_id: str = MessageBatchHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        deadline: float | None = None,
+        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}.")
+        if max_consecutive_errors < 1:
+            raise ValueError(
+                f"max_consecutive_errors must be at least 1, got {max_consecutive_errors!r}."
+            )
+        self.batch_id = batch_id
+        self.conn_id = conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = None if deadline is None else float(deadline)
+        self.expiry_grace = float(expiry_grace)
+        self.max_consecutive_errors = int(max_consecutive_errors)
+        self.error_tolerance = float(error_tolerance)
+        self.log_interval = float(log_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "batch_id": self.batch_id,
+                "conn_id": self.conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "expiry_grace": self.expiry_grace,
+                "max_consecutive_errors": self.max_consecutive_errors,
+                "error_tolerance": self.error_tolerance,
+                "log_interval": self.log_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self._wait()
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until there is something to report; returns the one event payload."""
+        hook = MessageBatchHook(self.conn_id)
+        progress = _ProgressLog(self, self.log_interval)
+        last_batch: MessageBatch | None = None
+        streak = _FailureStreak(self.max_consecutive_errors, self.error_tolerance)
+        while True:
+            if self.deadline is not None and time.time() >= self.deadline:
+                return timeout_event(self.batch_id, last_batch, reason="deadline")
+            server_wait = 0.0
+            try:
+                batch = await hook.aretrieve_batch(self.batch_id)
+            except APIError as error:
+                if not error.retryable or streak.record_failure():
+                    return error_event(self.batch_id, error, last_batch, streak.describe())
+                self.log.warning(
+                    "Batch %s: poll failed (%s in a row), will poll again: %s",
+                    self.batch_id,
+                    streak.count,
+                    error,
+                )
+                server_wait = error.retry_after or 0.0
+            except MessageBatchError as error:
+                return error_event(self.batch_id, error, last_batch, None)
+            else:
+                streak.reset()
+                last_batch = batch
+                progress.observe(batch)
+                if batch.is_ended:
+                    return success_event(batch)
+                if time.time() > batch.expires_at.timestamp() + self.expiry_grace:
+                    return timeout_event(self.batch_id, batch, reason="expired")
+            await asyncio.sleep(self._next_wait(server_wait))
+
+    def _next_wait(self, server_wait: float) -> float:
+        wait = max(self.poll_interval * (1 - POLL_JITTER * random.random()), server_wait)
+        if self.deadline is not None:
+            wait = min(wait, max(0.0, self.deadline - time.time()))
+        return wait
+
+
+class _FailureStreak:
+    """Consecutive transient failures, bounded by count and by duration."""
+
+    def __init__(self, max_count: int, max_seconds: float) -> None:
+        self.max_count = max_count
+        self.max_seconds = max_seconds
+        self.count = 0
+        self.started: float | None = None
+
+    def record_failure(self) -> bool:
+        """Count one failure; True when the streak is past what is tolerated."""
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        self.count += 1
+        return self.count >= self.max_count or now - self.started >= self.max_seconds
+
+    def reset(self) -> None:
+        self.count = 0
+        self.started = None
+
+    def describe(self) -> str | None:
+        if self.count < 2:
+            return None
+        return f"gave up after {self.count} consecutive failed polls"
+
+
+class _ProgressLog:
+    """One line on the first poll and on every change, else one per ``interval`` seconds."""
+
+    def __init__(self, trigger: BaseTrigger, interval: float) -> None:
+        self.trigger = trigger
+        self.interval = interval
+        self.last_key: tuple[Any, ...] | None = None
+        self.last_logged = 0.0
+        self.warned_unknown = False
+
+    def observe(self, batch: MessageBatch) -> None:
+        key = (batch.processing_status, batch.request_counts)
+        now = time.monotonic()
+        if key != self.last_key or now - self.last_logged >= self.interval:
+            self.trigger.log.info("Batch %s", batch.progress_summary())
+            self.last_key = key
+            self.last_logged = now
+        if not batch.is_known_status and not self.warned_unknown:
+            self.warned_unknown = True
+            self.trigger.log.warning(
+                "Batch %s reports processing_status %r, which this provider does not know; "
+                "waiting until it reports 'ended'.",
+                batch.id,
+                batch.processing_status,
+            )
