@@ -132,9 +132,15 @@ class MessageBatchSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: a batch that has already ended needs no deferral.
-        batch = self._retrieve_or_none()
-        if batch is not None and batch.is_ended:
-            return self._finish(batch, context)
+        try:
+            batch = self._retrieve_or_none()
+            if batch is not None and batch.is_ended:
+                return self._finish(batch, context)
+        except BatchWaitError as error:
+            # BaseSensorOperator applies soft_fail only inside its poke loop and on resume.
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+            raise
         self.defer(
             trigger=self._trigger(deadline=time.time() + self.timeout),
             method_name="execute_complete",

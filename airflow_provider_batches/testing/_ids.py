@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timezone
@@ -9,19 +10,22 @@ from datetime import datetime, timezone
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def random_base62(length: int = 24) -> str:
-    """``length`` random base62 characters."""
-    return "".join(secrets.choice(_BASE62) for _ in range(length))
-
-
-def stable_base62(seed: str, length: int = 24) -> str:
-    """``length`` base62 characters derived deterministically from ``seed``."""
-    number = int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest(), "big")
+def _base62(number: int, length: int) -> str:
     chars = []
     for _ in range(length):
         number, index = divmod(number, 62)
         chars.append(_BASE62[index])
     return "".join(chars)
+
+
+def random_base62(length: int = 24) -> str:
+    """``length`` random base62 characters (one urandom call: this is on the hot path)."""
+    return _base62(int.from_bytes(secrets.token_bytes(length), "big"), length)
+
+
+def stable_base62(seed: str, length: int = 24) -> str:
+    """``length`` base62 characters derived deterministically from ``seed``."""
+    return _base62(int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest(), "big"), length)
 
 
 def new_batch_id() -> str:
@@ -34,6 +38,7 @@ def new_request_id() -> str:
     return "req_" + random_base62()
 
 
+@functools.lru_cache(maxsize=65_536)
 def rfc3339(epoch_seconds: float) -> str:
     """RFC 3339 UTC timestamp with microseconds and a ``Z`` suffix."""
     moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)

@@ -1,0 +1,437 @@
+#!/usr/bin/env python
+"""Trigger scale harness: N batch-wait triggers in one asyncio event loop, as a triggerer runs them.
+
+One run = one provider at one N. The script:
+
+1. starts the embedded fake Batches API in a *separate process*
+   (``python -m airflow_provider_batches.testing serve``, with this repository's venv), so the
+   server's CPU and memory never count against the harness;
+2. points an Airflow connection at it through an ``AIRFLOW_CONN_...`` environment variable
+   (resolved by the Task SDK's environment-variables secrets backend, no supervisor needed);
+3. creates N batches on the fake with end times spread evenly over ``[ends_min, ends_max]``
+   seconds from now;
+4. creates N triggers one by one (``await asyncio.sleep(0)`` between two, as the triggerer's
+   ``create_triggers`` does), each consumed by a task doing ``async for event in trigger.run()``;
+5. meanwhile a sampler task sleeps 10 ms at a time and records how late it wakes up (the event
+   loop's stalls);
+6. once every trigger has yielded (or ``--max-seconds`` passed) it reports detection lag
+   (batch ``ends_at`` -> event received), CPU, peak RSS, the fake's request and connection
+   counters, and poll timings read from the fake's request log.
+
+Run it with the Python of the venv whose provider is measured::
+
+    .venv/bin/python benchmarks/trigger_scale.py --provider ours -n 1000 --poll-interval 10
+    benchmarks/.venvs/official/bin/python benchmarks/trigger_scale.py --provider official ...
+
+``benchmarks/run_all.py`` drives both and writes ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    OUR_VENV_PYTHON,
+    REPO_ROOT,
+    cpu_seconds,
+    load_average,
+    median,
+    peak_rss_kb,
+    percentile,
+    raise_open_files_limit,
+    rss_now_kb,
+)
+
+CONN_ID = "bench_fake"
+API_KEY = "sk-ant-bench-0123456789"
+STALL_SAMPLE_INTERVAL = 0.010
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provider", choices=("ours", "official"), required=True)
+    parser.add_argument("-n", "--count", type=int, default=1000, help="concurrent triggers")
+    parser.add_argument("--poll-interval", type=float, default=60.0, help="seconds")
+    parser.add_argument("--latency", type=float, default=0.05, help="fake response latency (s)")
+    parser.add_argument(
+        "--ends-min",
+        type=float,
+        default=None,
+        help="first batch ends this many seconds after creation (default: poll interval / 2)",
+    )
+    parser.add_argument(
+        "--ends-max",
+        type=float,
+        default=None,
+        help="last batch ends this many seconds after creation (default: ends-min + poll interval)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="give up waiting this long after the triggers start (default: ends-max + 3 polls + 120)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="ours only: connection extra max_connections (default: the provider's default)",
+    )
+    parser.add_argument(
+        "--fake-python",
+        default=str(OUR_VENV_PYTHON if OUR_VENV_PYTHON.exists() else sys.executable),
+        help="Python that runs the fake API (needs this repository's package)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    parser.add_argument(
+        "--fake-log", type=Path, default=None, help="the fake server's stderr goes here"
+    )
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    if args.ends_min is None:
+        args.ends_min = args.poll_interval / 2
+    if args.ends_max is None:
+        args.ends_max = args.ends_min + args.poll_interval
+    if args.max_seconds is None:
+        args.max_seconds = args.ends_max + 3 * args.poll_interval + 120
+    return args
+
+
+# ---- the fake API in its own process ----------------------------------------------------------
+
+
+class FakeProcess:
+    """The fake API served by ``python -m airflow_provider_batches.testing serve``."""
+
+    def __init__(self, python: str, latency: float, log_path: Path | None) -> None:
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "airflow_provider_batches.testing",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--api-key",
+                API_KEY,
+                "--latency",
+                repr(latency),
+                "--max-recorded-requests",
+                "5000000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=str(REPO_ROOT),
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("FAKE_API_READY "):
+            self.proc.kill()
+            raise RuntimeError(f"fake API did not start (first line: {line!r})")
+        self.url = line.split()[1]
+
+    def usage(self) -> dict[str, Any]:
+        """CPU seconds and peak RSS of the fake so far (read from /proc)."""
+        pid = self.proc.pid
+        result: dict[str, Any] = {}
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            result["cpu_s"] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+            with open(f"/proc/{pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        result["peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+def admin_client(url: str, timeout: float) -> Any:
+    """The fake's ``FakeAdminClient`` (stdlib + h11 only, so it also loads in the official venv).
+
+    The official venv does not have this repository's package installed; only its ``testing``
+    subpackage is imported from the source tree, which pulls in no provider module.
+    """
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))
+    from airflow_provider_batches.testing import FakeAdminClient
+
+    return FakeAdminClient(url, timeout=timeout)
+
+
+# ---- the providers under test -----------------------------------------------------------------
+
+
+def trigger_factory(args: argparse.Namespace, url: str) -> tuple[Any, dict[str, Any]]:
+    """Set the connection env var, import the provider, return (make_trigger, details)."""
+    env_name = f"AIRFLOW_CONN_{CONN_ID.upper()}"
+    if args.provider == "ours":
+        extra: dict[str, Any] = {}
+        if args.max_connections is not None:
+            extra["max_connections"] = args.max_connections
+        conn: dict[str, Any] = {"conn_type": "anthropic_batches", "password": API_KEY, "host": url}
+        if extra:
+            conn["extra"] = extra
+        os.environ[env_name] = json.dumps(conn)
+        from airflow_provider_batches.settings import DEFAULT_MAX_CONNECTIONS
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        def make(batch_id: str) -> Any:
+            return MessageBatchTrigger(batch_id, conn_id=CONN_ID, poll_interval=args.poll_interval)
+
+        details = {
+            "trigger": "airflow_provider_batches.triggers.batch.MessageBatchTrigger",
+            "max_connections": args.max_connections or DEFAULT_MAX_CONNECTIONS,
+        }
+        return make, details
+
+    os.environ[env_name] = json.dumps({"conn_type": "anthropic", "password": API_KEY, "host": url})
+    from airflow.providers.anthropic.triggers.batch import AnthropicBatchTrigger
+
+    far_future = time.time() + 7 * 86400
+
+    def make_official(batch_id: str) -> Any:
+        return AnthropicBatchTrigger(
+            conn_id=CONN_ID,
+            batch_id=batch_id,
+            poll_interval=args.poll_interval,
+            end_time=far_future,
+        )
+
+    details = {
+        "trigger": "airflow.providers.anthropic.triggers.batch.AnthropicBatchTrigger",
+        # asyncio.to_thread uses the loop's default ThreadPoolExecutor of this size.
+        "to_thread_pool_size": min(32, (os.cpu_count() or 1) + 4),
+    }
+    return make_official, details
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+class Observations:
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.statuses: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        self.stalls: list[tuple[float, float]] = []  # (seconds since start, overshoot)
+        self.max_threads = threading.active_count()
+        self.started_wall = 0.0
+        self.started_mono = 0.0
+        self.created_mono = 0.0
+        self.finished_mono = 0.0
+        self.timed_out = 0
+
+
+async def _sample_stalls(obs: Observations, stop: asyncio.Event) -> None:
+    perf = time.perf_counter
+    while not stop.is_set():
+        before = perf()
+        await asyncio.sleep(STALL_SAMPLE_INTERVAL)
+        after = perf()
+        obs.stalls.append((after - obs.started_mono, after - before - STALL_SAMPLE_INTERVAL))
+        threads = threading.active_count()
+        if threads > obs.max_threads:
+            obs.max_threads = threads
+
+
+async def _consume(trigger: Any, batch_id: str, obs: Observations) -> None:
+    events = trigger.run()
+    try:
+        async for event in events:
+            obs.arrivals[batch_id] = time.time()
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            obs.statuses[batch_id] = str(payload.get("status"))
+            break
+    except Exception as exc:  # a trigger that raises is a result, not a harness crash
+        obs.failures[batch_id] = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        await events.aclose()
+
+
+async def run_triggers(
+    make: Any, batch_ids: list[str], max_seconds: float, obs: Observations
+) -> None:
+    stop = asyncio.Event()
+    obs.started_mono = time.perf_counter()
+    obs.started_wall = time.time()
+    sampler = asyncio.create_task(_sample_stalls(obs, stop))
+    tasks: list[asyncio.Task[None]] = []
+    for batch_id in batch_ids:
+        tasks.append(asyncio.create_task(_consume(make(batch_id), batch_id, obs)))
+        await asyncio.sleep(0)
+    obs.created_mono = time.perf_counter()
+    remaining = max_seconds - (time.perf_counter() - obs.started_mono)
+    _done, pending = await asyncio.wait(tasks, timeout=max(remaining, 0.0))
+    obs.finished_mono = time.perf_counter()
+    obs.timed_out = len(pending)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    stop.set()
+    await sampler
+
+
+def poll_timings(
+    records: list[Any], batch_ids: set[str], started_wall: float
+) -> dict[str, Any]:
+    """First-cycle time and the gaps between two polls of one batch, from the fake's log."""
+    by_batch: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record.method == "GET" and record.batch_id in batch_ids:
+            by_batch[record.batch_id].append(record.received_at)
+    firsts = [min(times) - started_wall for times in by_batch.values()]
+    gaps: list[float] = []
+    polls_per_batch: list[int] = []
+    for times in by_batch.values():
+        times.sort()
+        polls_per_batch.append(len(times))
+        gaps.extend(b - a for a, b in zip(times, times[1:], strict=False))
+    return {
+        "batches_polled": len(by_batch),
+        "first_cycle_s": _round(max(firsts) if firsts else None),
+        "first_poll_p50_s": _round(median(firsts)),
+        "poll_gap_p50_s": _round(median(gaps)),
+        "poll_gap_p99_s": _round(percentile(gaps, 99)),
+        "poll_gap_max_s": _round(max(gaps) if gaps else None),
+        "polls_per_batch_mean": _round(sum(polls_per_batch) / len(polls_per_batch))
+        if polls_per_batch
+        else None,
+    }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fd_limit = raise_open_files_limit()
+    cpu_at_start = cpu_seconds()
+    t_import = time.perf_counter()
+    fake = FakeProcess(args.fake_python, args.latency, args.fake_log)
+    try:
+        admin = admin_client(fake.url, timeout=600)
+        make, details = trigger_factory(args, fake.url)
+        import_s = time.perf_counter() - t_import
+        rss_before_kb = rss_now_kb()
+        cpu_before = cpu_seconds()
+
+        created = admin.create_batches_bulk(args.count, args.ends_min, args.ends_max)
+        batch_ids: list[str] = created["ids"]
+        ends_at: dict[str, float] = created["ends_at"]
+        stats_before = admin.stats()
+
+        obs = Observations()
+        loop_cpu_before = cpu_seconds()
+        asyncio.run(run_triggers(make, batch_ids, args.max_seconds, obs))
+        loop_cpu = cpu_seconds() - loop_cpu_before
+        peak_kb = peak_rss_kb()
+        rss_after_kb = rss_now_kb()
+        run_s = obs.finished_mono - obs.started_mono
+        end_wall = obs.started_wall + run_s
+
+        stats_after = admin.stats()
+        fake_usage = fake.usage()
+        records = admin.requests()
+    finally:
+        fake.stop()
+
+    lags: list[float] = []
+    censored = 0
+    for batch_id in batch_ids:
+        if batch_id in obs.arrivals:
+            lags.append(obs.arrivals[batch_id] - ends_at[batch_id])
+        else:  # never detected: the lag is at least until the harness gave up
+            censored += 1
+            lags.append(end_wall - ends_at[batch_id])
+    non_success = sum(1 for status in obs.statuses.values() if status != "success")
+    stalls = [over for _, over in obs.stalls]
+    worst_at, worst = max(obs.stalls, key=lambda item: item[1]) if obs.stalls else (None, None)
+    timings = poll_timings(records, set(batch_ids), obs.started_wall)
+
+    result: dict[str, Any] = {
+        "provider": args.provider,
+        **details,
+        "n": args.count,
+        "poll_interval_s": args.poll_interval,
+        "latency_s": args.latency,
+        "ends_spread_s": [args.ends_min, args.ends_max],
+        "max_seconds": args.max_seconds,
+        "python": sys.version.split()[0],
+        "open_files_limit": fd_limit,
+        "load_average_after": load_average(),
+        "startup_import_s": round(import_s, 2),
+        "events": len(obs.arrivals),
+        "non_success_events": non_success,
+        "trigger_exceptions": len(obs.failures),
+        "trigger_exception_sample": sorted(set(obs.failures.values()))[:3],
+        "not_detected_before_timeout": censored,
+        "run_wall_s": round(run_s, 2),
+        "create_triggers_s": round(obs.created_mono - obs.started_mono, 3),
+        "lag_p50_s": _round(median(lags)),
+        "lag_p99_s": _round(percentile(lags, 99)),
+        "lag_max_s": _round(max(lags)),
+        "lag_is_lower_bound": censored > 0,
+        **timings,
+        "http_requests": stats_after["requests"] - stats_before["requests"],
+        # Each admin call opens one connection; the stats call that reads the counter is one.
+        "tcp_connections_opened": stats_after["connections_opened"]
+        - stats_before["connections_opened"]
+        - 1,
+        "cpu_s_trigger_phase": round(loop_cpu, 2),
+        "cpu_s_process_total": round(cpu_seconds() - cpu_at_start, 2),
+        "cpu_s_before_triggers": round(cpu_before - cpu_at_start, 2),
+        "rss_mb_before_triggers": round(rss_before_kb / 1024, 1),
+        "rss_mb_after_run": round(rss_after_kb / 1024, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "stall_max_ms": _round(worst * 1000 if worst is not None else None, 1),
+        "stall_max_at_s": _round(worst_at, 1),
+        "stall_p99_ms": _round((percentile(stalls, 99) or 0) * 1000, 1),
+        "stalls_over_100ms": sum(1 for s in stalls if s > 0.1),
+        "stall_samples": len(stalls),
+        "max_threads": obs.max_threads,
+        "fake_server": fake_usage,
+    }
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
