@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m airflow_provider_batches.demo
+	$(PY) scripts/demo.py
 
 test: venv lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider

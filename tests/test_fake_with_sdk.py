@@ -348,7 +348,7 @@ def test_transport_faults_are_connection_errors(
 ) -> None:
     created = fake.create_batch(num_requests=1)
     for kind in ("drop", "reset"):
-        fake.inject_fault(Fault(kind))  # type: ignore[arg-type]
+        fake.inject_fault(Fault(kind))
         with pytest.raises(anthropic.APIConnectionError):
             client.messages.batches.retrieve(created["id"])
     fake.inject_fault(Fault("delay", delay=0.5))

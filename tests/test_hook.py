@@ -54,11 +54,14 @@ def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every log record of every test in this module is searched for the API key."""
     caplog.set_level(logging.DEBUG)
     yield
-    for record in caplog.records:
-        for text in (record.getMessage(), repr(record.args), record.exc_text or ""):
+    formatter = logging.Formatter()
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    assert records, "the log audit saw no records at all"
+    for record in records:
+        texts = (record.getMessage(), repr(record.args), formatter.format(record))
+        for text in texts:
             assert API_KEY not in text, f"API key in log record from {record.name}"
             assert WRONG_KEY not in text, f"wrong API key in log record from {record.name}"
-    assert API_KEY not in caplog.text
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +134,7 @@ def request_gap(fake: FakeBatchesServer) -> float:
     return second.received_at - first.received_at
 
 
-# ---- success --------------------------------------------------------------------------------------
+# ---- success ------------------------------------------------------------------------------------
 
 
 def test_retrieve_batch_returns_the_exact_fields(fake: FakeBatchesServer, connect: Connect) -> None:
@@ -214,7 +217,7 @@ def test_path_prefix_is_kept(fake: FakeBatchesServer, connect: Connect) -> None:
     assert info.value.url == f"{fake.base_url}/gateway/v1/messages/batches/msgbatch_x"
 
 
-# ---- headers ---------------------------------------------------------------------------------
+# ---- headers ------------------------------------------------------------------------------------
 
 
 def test_default_headers(fake: FakeBatchesServer, connect: Connect) -> None:
@@ -236,7 +239,10 @@ def test_default_headers(fake: FakeBatchesServer, connect: Connect) -> None:
     ("betas", "header"),
     [
         (["message-batches-2024-09-24"], "message-batches-2024-09-24"),
-        (["message-batches-2024-09-24", "new-beta-2030-01-01"], "message-batches-2024-09-24,new-beta-2030-01-01"),  # noqa: E501
+        (
+            ["message-batches-2024-09-24", "new-beta-2030-01-01"],
+            "message-batches-2024-09-24,new-beta-2030-01-01",
+        ),
         ("pdfs-2024-09-25 , files-api-2025-04-14", "pdfs-2024-09-25,files-api-2025-04-14"),
     ],
 )
@@ -259,7 +265,7 @@ def test_empty_betas_send_no_beta_header(fake: FakeBatchesServer, connect: Conne
     assert "anthropic-beta" not in fake.requests[-1].headers
 
 
-# ---- error statuses ----------------------------------------------------------------------------
+# ---- error statuses -----------------------------------------------------------------------------
 
 STATUS_CASES = [
     (400, BadRequestError, "invalid_request_error", False),
@@ -365,16 +371,14 @@ def test_permanent_errors_are_sent_exactly_once(
     assert fake.request_count() == 1
 
 
-# ---- retries -------------------------------------------------------------------------------------
+# ---- retries ------------------------------------------------------------------------------------
 
 
 def test_rate_limited_twice_then_success_is_three_requests(
     fake: FakeBatchesServer, connect: Connect, caplog: pytest.LogCaptureFixture
 ) -> None:
     served = fake.create_batch(ends_after=None)
-    fake.inject_fault(
-        Fault(kind="status", status=429, times=2, headers={"retry-after-ms": "10"})
-    )
+    fake.inject_fault(Fault(kind="status", status=429, times=2, headers={"retry-after-ms": "10"}))
     batch = connect(max_retries=2).retrieve_batch(served["id"])
     assert batch.to_xcom() == fake.get_batch(served["id"])
     assert fake.request_count(served["id"], "GET") == 3
@@ -514,9 +518,7 @@ def test_broken_responses_raise_the_right_error(
 
 
 @pytest.mark.parametrize("kind", [kind for kind, _, _ in BROKEN])
-def test_broken_responses_are_retried(
-    fake: FakeBatchesServer, connect: Connect, kind: str
-) -> None:
+def test_broken_responses_are_retried(fake: FakeBatchesServer, connect: Connect, kind: str) -> None:
     served = fake.create_batch(ends_after=None)
     fake.inject_fault(Fault(kind=kind))  # type: ignore[arg-type]
     batch = connect(max_retries=1).retrieve_batch(served["id"])
@@ -590,9 +592,23 @@ def test_read_timeout_is_retried(fake: FakeBatchesServer, connect: Connect) -> N
     assert fake.request_count() == 2
 
 
-# ---- batch id validation -------------------------------------------------------------------------
+# ---- batch id validation ------------------------------------------------------------------------
 
-BAD_IDS = ["", "   ", "a/b", "a\\b", "a?b", "a#b", ".", "..", "a\nb", "a\x00b", "x" * 1025, None, 42]
+BAD_IDS = [
+    "",
+    "   ",
+    "a/b",
+    "a\\b",
+    "a?b",
+    "a#b",
+    ".",
+    "..",
+    "a\nb",
+    "a\x00b",
+    "x" * 1025,
+    None,
+    42,
+]
 
 
 @pytest.mark.parametrize("batch_id", BAD_IDS)
@@ -607,7 +623,7 @@ def test_bad_batch_ids_never_reach_the_server(
     assert fake.request_count() == 0
 
 
-# ---- secrets ---------------------------------------------------------------------------------
+# ---- secrets ------------------------------------------------------------------------------------
 
 
 def test_key_echoed_by_the_server_is_redacted(
@@ -666,7 +682,7 @@ def test_hook_repr_and_settings_repr_hide_the_key(connect: Connect) -> None:
     assert API_KEY not in repr(hook.settings)
 
 
-# ---- test_connection ------------------------------------------------------------------------------
+# ---- test_connection ----------------------------------------------------------------------------
 
 
 def test_test_connection_succeeds_with_the_right_key(
@@ -719,7 +735,7 @@ def test_unreachable_server_is_a_connection_error(connect: Connect) -> None:
     assert_secret_free(info.value)
 
 
-# ---- create and cancel ---------------------------------------------------------------------------
+# ---- create and cancel --------------------------------------------------------------------------
 
 
 def _requests(n: int) -> list[dict[str, Any]]:

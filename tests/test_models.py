@@ -29,7 +29,7 @@ EXAMPLE_JSON = """
                     "succeeded": 50},
  "results_url": "https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results",
  "type": "message_batch"}
-"""  # noqa: E501
+"""
 EXAMPLE_TIME = datetime(2024, 8, 20, 18, 37, 24, 100435, tzinfo=timezone.utc)
 DATETIME_FIELDS = ("created_at", "expires_at", "ended_at", "cancel_initiated_at", "archived_at")
 
@@ -137,9 +137,7 @@ def test_known_statuses(status: str, ended: bool) -> None:
 
 
 def test_nullable_fields_accept_null() -> None:
-    data = batch_json(
-        ended_at=None, cancel_initiated_at=None, archived_at=None, results_url=None
-    )
+    data = batch_json(ended_at=None, cancel_initiated_at=None, archived_at=None, results_url=None)
     batch = MessageBatch.model_validate(data)
     assert batch.ended_at is None
     assert batch.cancel_initiated_at is None
@@ -197,7 +195,7 @@ def test_totals_and_unsuccessful() -> None:
 )
 def test_total_is_the_sum_of_the_five_counts(values: list[int]) -> None:
     names = ("processing", "succeeded", "errored", "canceled", "expired")
-    counts = RequestCounts.model_validate(dict(zip(names, values)))
+    counts = RequestCounts.model_validate(dict(zip(names, values, strict=True)))
     assert counts.total == sum(values)
     assert counts.unsuccessful == values[2] + values[3] + values[4]
 
@@ -218,9 +216,7 @@ def test_is_fully_canceled(status: str, counts: dict[str, int], expected: bool) 
     assert batch.is_fully_canceled is expected
 
 
-@pytest.mark.parametrize(
-    "field", ["processing", "succeeded", "errored", "canceled", "expired"]
-)
+@pytest.mark.parametrize("field", ["processing", "succeeded", "errored", "canceled", "expired"])
 def test_negative_counts_are_rejected(field: str) -> None:
     data = example()
     data["request_counts"][field] = -1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -66,7 +66,7 @@ def test_x_should_retry_is_read_case_insensitively_from_httpx_headers() -> None:
     assert is_retryable_status(503, headers) is False
 
 
-# ---- retry_after_seconds ---------------------------------------------------------------------
+# ---- retry_after_seconds ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,8 @@ def test_retry_after_read_from_httpx_headers_case_insensitively() -> None:
 
 
 def test_default_backoff_matches_the_official_sdk() -> None:
-    assert DEFAULT_BACKOFF == Backoff(initial_delay=0.5, max_delay=8.0, max_retry_after=60.0)
+    expected = Backoff(initial_delay=0.5, max_delay=8.0, max_retry_after=60.0)
+    assert expected == DEFAULT_BACKOFF
 
 
 @pytest.mark.parametrize(

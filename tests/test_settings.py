@@ -53,7 +53,7 @@ def settings_of(**kwargs: Any) -> ClientSettings:
         return ClientSettings.from_connection(make_conn(**kwargs))
 
 
-# ---- defaults and base URL --------------------------------------------------------------------
+# ---- defaults and base URL ----------------------------------------------------------------------
 
 
 def test_defaults() -> None:
@@ -68,7 +68,9 @@ def test_defaults() -> None:
     assert settings.max_connections == DEFAULT_MAX_CONNECTIONS
     assert settings.verify is True
     assert settings.workspace_id is None
-    assert settings.batch_url(BATCH_ID) == f"https://api.anthropic.com/v1/messages/batches/{BATCH_ID}"
+    assert (
+        settings.batch_url(BATCH_ID) == f"https://api.anthropic.com/v1/messages/batches/{BATCH_ID}"
+    )
     assert settings.batches_url() == "https://api.anthropic.com/v1/messages/batches"
 
 
@@ -122,7 +124,9 @@ def test_port_field_goes_before_a_host_path_prefix() -> None:
     # Host "gateway.example.com/anthropic" with Port 8443 means the gateway on port 8443.
     settings = settings_of(host="gateway.example.com/anthropic", port=8443)
     assert settings.base_url == "https://gateway.example.com:8443/anthropic"
-    assert settings.batches_url() == "https://gateway.example.com:8443/anthropic/v1/messages/batches"
+    assert (
+        settings.batches_url() == "https://gateway.example.com:8443/anthropic/v1/messages/batches"
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +144,7 @@ def test_invalid_port_in_host_is_a_config_error(host: str) -> None:
         settings_of(host=host)
 
 
-# ---- warnings about plain HTTP -----------------------------------------------------------------
+# ---- warnings about plain HTTP ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -170,7 +174,7 @@ def test_loopback_or_https_does_not_warn(host: str) -> None:
         ClientSettings.from_connection(make_conn(host=host))
 
 
-# ---- extras -----------------------------------------------------------------------------------
+# ---- extras -------------------------------------------------------------------------------------
 
 
 def test_every_known_extra_is_read() -> None:
@@ -218,7 +222,7 @@ def test_anthropic_version_accepts_dates(version: str) -> None:
         "2023-06-01T00:00:00",
         " 2023-06-01",
         "2023-06-01\n",  # a stray newline would make the header value illegal
-        "２０２３-０６-０１",  # non-ASCII digits cannot be sent in a header
+        "\uff12\uff10\uff12\uff13-\uff10\uff16-\uff10\uff11",  # full-width digits: not ASCII
         20230601,
         ["2023-06-01"],
     ],
@@ -334,7 +338,7 @@ def test_unknown_extras_warn_and_are_named() -> None:
     assert all(API_KEY not in str(w.message) for w in record)
 
 
-# ---- password, connection types, secrecy -------------------------------------------------------
+# ---- password, connection types, secrecy --------------------------------------------------------
 
 
 @pytest.mark.parametrize("password", [None, ""])
@@ -385,7 +389,7 @@ def test_config_errors_never_contain_the_key() -> None:
         assert API_KEY not in repr(info.value)
 
 
-# ---- batch ids ---------------------------------------------------------------------------------
+# ---- batch ids ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -464,7 +468,9 @@ def test_validate_batch_id_rejects_non_strings(batch_id: object) -> None:
 def test_batch_url_percent_encodes_the_segment(batch_id: str, segment: str) -> None:
     settings = settings_of()
     assert quote_batch_id(batch_id) == segment
-    assert settings.batch_url(batch_id) == f"https://api.anthropic.com/v1/messages/batches/{segment}"
+    assert (
+        settings.batch_url(batch_id) == f"https://api.anthropic.com/v1/messages/batches/{segment}"
+    )
 
 
 def test_batch_url_validates() -> None:

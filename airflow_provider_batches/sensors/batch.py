@@ -17,6 +17,7 @@ from airflow_provider_batches.exceptions import (
     BatchPermanentError,
     BatchWaitError,
     BatchWaitTimeoutError,
+    ConnectionConfigError,
     InvalidBatchIdError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -128,7 +129,10 @@ class MessageBatchSensor(BaseSensorOperator):
         return MessageBatchHook(self.conn_id)
 
     def execute(self, context: Context) -> Any:
-        validate_batch_id(self.batch_id)
+        try:
+            validate_batch_id(self.batch_id)
+        except InvalidBatchIdError as error:
+            raise BatchPermanentError(str(error), batch_id=str(self.batch_id)) from error
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: a batch that has already ended needs no deferral.
@@ -189,8 +193,8 @@ class MessageBatchSensor(BaseSensorOperator):
         """The batch now; ``None`` after a transient failure (the next poke tries again)."""
         try:
             return self.hook.retrieve_batch(self.batch_id)
-        except InvalidBatchIdError:
-            raise
+        except (InvalidBatchIdError, ConnectionConfigError) as error:
+            raise BatchPermanentError(str(error), batch_id=self.batch_id) from error
         except APIError as error:
             if not error.retryable:
                 raise BatchPermanentError(

@@ -150,7 +150,7 @@ class AirflowCluster:
         sentinel = subprocess.Popen(
             [sys.executable, "-c", "import signal; signal.pause()"],
             env=self.env,
-            preexec_fn=os.setpgrp,  # noqa: PLW1509 - no threads touch the environment here
+            preexec_fn=os.setpgrp,
         )
         self.processes["group-leader"] = sentinel
         self._pgid = sentinel.pid
@@ -190,7 +190,7 @@ class AirflowCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=lambda: os.setpgid(0, pgid),  # noqa: PLW1509
+                preexec_fn=lambda: os.setpgid(0, pgid),
             )
         finally:
             out.close()  # the child holds its own descriptor
@@ -235,7 +235,9 @@ class AirflowCluster:
 
     def _check_alive(self) -> None:
         dead = {
-            name: proc.returncode for name, proc in self.processes.items() if proc.poll() is not None
+            name: proc.returncode
+            for name, proc in self.processes.items()
+            if proc.poll() is not None
         }
         if dead:
             raise ClusterError(f"Airflow component(s) exited early: {dead}\n{self.log_tails()}")
@@ -275,9 +277,12 @@ class AirflowCluster:
             if proc.pid == os.getpid():
                 continue
             with contextlib.suppress(psutil.Error):
-                if proc.environ().get("AIRFLOW_HOME") == str(self.home) and proc.is_running():
-                    if proc.status() != psutil.STATUS_ZOMBIE:
-                        found.append(proc)
+                if (
+                    proc.environ().get("AIRFLOW_HOME") == str(self.home)
+                    and proc.is_running()
+                    and proc.status() != psutil.STATUS_ZOMBIE
+                ):
+                    found.append(proc)
         return found
 
     def listening_ports(self) -> dict[str, int]:
@@ -352,9 +357,7 @@ class AirflowCluster:
         assert dag["is_paused"] is False, dag
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
-        run = self.api(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}
-        )
+        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         return str(run["dag_run_id"])
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -388,7 +391,9 @@ class AirflowCluster:
         content = body.get("content", [])
         if isinstance(content, str):
             return content
-        return "\n".join(json.dumps(line) if isinstance(line, dict) else str(line) for line in content)
+        return "\n".join(
+            json.dumps(line) if isinstance(line, dict) else str(line) for line in content
+        )
 
     def describe_run(self, dag_id: str, run_id: str) -> str:
         """One-line-per-task summary for failure messages."""
@@ -409,6 +414,10 @@ class AirflowCluster:
             return {root.pid, *(child.pid for child in root.children(recursive=True))}
         except psutil.NoSuchProcess:
             return set()
+
+    def process_environ(self, component: str) -> dict[str, str]:
+        """The environment a running component actually has."""
+        return dict(psutil.Process(self.processes[component].pid).environ())
 
     @staticmethod
     def pid_of_local_port(port: int, remote_port: int) -> int | None:

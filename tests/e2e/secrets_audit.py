@@ -7,6 +7,7 @@ DAGs) are inflated, so a secret cannot hide in either form.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import zlib
 from collections import Counter
@@ -49,15 +50,11 @@ def _variants(value: Any, fernet: Fernet) -> list[bytes]:
     raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
     out = [raw]
     if raw.startswith(b"gAAAAA"):  # a Fernet token
-        try:
+        with contextlib.suppress(InvalidToken, ValueError):
             out.append(fernet.decrypt(raw))
-        except (InvalidToken, ValueError):
-            pass
     if raw[:1] == b"\x78":  # a zlib stream
-        try:
+        with contextlib.suppress(zlib.error):
             out.append(zlib.decompress(raw))
-        except zlib.error:
-            pass
     return out
 
 
@@ -76,13 +73,12 @@ def audit(home: Path, fernet_key: str, needles: dict[str, str]) -> AuditReport:
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         tables = [
-            row[0]
-            for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ]
         missing = set(REQUIRED_TABLES) - set(tables)
         assert not missing, f"metadata DB lacks tables {missing}; has {sorted(tables)}"
         for table in tables:
-            cursor = db.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - names from sqlite_master
+            cursor = db.execute(f'SELECT * FROM "{table}"')  # names from sqlite_master
             columns = [d[0] for d in cursor.description]
             for row in cursor:
                 report.db_rows_scanned[table] += 1

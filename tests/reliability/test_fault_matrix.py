@@ -1,0 +1,179 @@
+"""The fault matrix, run on the real MessageBatchTrigger against the embedded fake API.
+
+``test_fault`` runs each case of :data:`reliability_cases.CASES` alone and checks the exact
+outcome: the one event (status, error fields, message naming the cause), the number of requests
+the fake saw, the time taken, what the sensor makes of the event, and that no artefact of the
+run (event, serialized trigger, exceptions and their pickles, log output) holds the API key.
+
+``test_matrix_concurrently_beside_healthy_triggers`` runs every case at once in one event loop
+next to healthy waits, as a triggerer would: the healthy waits must succeed, every case must
+reach the same outcome as alone, and the loop must never stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from fixtures_reliability import LoopLagMonitor, SecretsAudit
+from reliability_cases import CASE_IDS, CASES, RETURNS, Case, Env, Scenario, check_outcome
+from reliability_cases import run_scenario as run_case
+
+from airflow_provider_batches.clients import aclose_shared_clients
+from airflow_provider_batches.exceptions import APIError, BatchWaitError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.sensors.batch import MessageBatchSensor
+from airflow_provider_batches.testing import FakeBatchesServer
+from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+#: Totals across the matrix, printed at the end of the module (see ``-s``) for the report.
+TOTALS = {"cases": 0, "artefacts_searched": 0, "secrets_found": 0}
+
+
+@pytest.fixture
+def env(fake: FakeBatchesServer, set_connection: Callable[..., None]) -> Iterator[Env]:
+    with ExitStack() as stack:
+        yield Env(fake, set_connection, stack)
+
+
+def sensor_outcome(scenario: Scenario, event: dict[str, Any]) -> tuple[Any, BaseException | None]:
+    """What ``MessageBatchSensor.execute_complete`` does with ``event``: (value, exception)."""
+    sensor = MessageBatchSensor(
+        task_id="reliability_wait",
+        batch_id=scenario.batch_id,
+        conn_id=scenario.conn_id,
+        deferrable=True,
+    )
+    try:
+        return sensor.execute_complete(context={}, event=event), None  # type: ignore[arg-type]
+    except BaseException as exc:  # noqa: BLE001 - the exception is the outcome under test
+        return None, exc
+
+
+def check_sensor(case: Case, scenario: Scenario, event: dict[str, Any]) -> BaseException | None:
+    value, exc = sensor_outcome(scenario, event)
+    if case.sensor == RETURNS:
+        assert exc is None, f"sensor raised {exc!r} for a success event"
+        assert value == event["batch"]
+        return None
+    assert exc is not None, f"sensor returned {value!r}, expected {case.sensor}"
+    # Exact class: a transient error must not become a permanent one or the other way round.
+    assert type(exc) is case.sensor, f"sensor raised {type(exc).__name__}: {exc}"
+    assert isinstance(exc, BatchWaitError)
+    assert exc.batch_id == scenario.batch_id
+    assert str(exc) == event["message"]
+    restored = pickle.loads(pickle.dumps(exc))
+    assert type(restored) is type(exc)
+    assert (restored.batch_id, restored.batch, restored.error) == (exc.batch_id, exc.batch, exc.error)
+    return exc
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+async def test_fault(
+    case: Case, env: Env, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    scenario = case.arrange(env, case)
+    trigger = MessageBatchTrigger(**scenario.trigger_kwargs())
+    serialized = trigger.serialize()
+    try:
+        events, elapsed = await run_case(trigger, scenario, timeout=case.max_seconds + 10)
+    finally:
+        await aclose_shared_clients()
+
+    problems = check_outcome(case, scenario, events, elapsed)
+    assert not problems, "\n".join(problems)
+    sensor_error = check_sensor(case, scenario, events[0])
+
+    # The same fault straight from the hook: a typed APIError that survives pickling.
+    hook_error: APIError | None = None
+    if case.status == "error" and case.error:
+        with pytest.raises(APIError) as raised:
+            await MessageBatchHook(scenario.conn_id).aretrieve_batch(scenario.batch_id)
+        await aclose_shared_clients()
+        hook_error = raised.value
+        assert type(hook_error).__name__ == case.error["error_class"]
+        assert pickle.loads(pickle.dumps(hook_error)).to_dict() == hook_error.to_dict()
+
+    out, err = capfd.readouterr()
+    # Provider lines reach caplog (stdlib logging), Airflow's structlog output or both.
+    logged = [record.getMessage() for record in caplog.records]
+    for text, times in case.log.items():
+        seen = max(sum(line.count(text) for line in logged), out.count(text) + err.count(text))
+        assert seen == times, f"log line {text!r} seen {seen}x, expected {times}x"
+
+    audit = SecretsAudit()
+    audit.obj(events, f"{case.id} events")
+    audit.obj(serialized, f"{case.id} serialize()")
+    audit.obj(MessageBatchTrigger(**serialized[1]).serialize(), f"{case.id} re-serialize()")
+    if sensor_error is not None:
+        audit.obj(sensor_error, f"{case.id} sensor exception")
+    if hook_error is not None:
+        audit.obj(hook_error, f"{case.id} hook exception")
+    audit.log_records(caplog.records, case.id)
+    audit.text(out, f"{case.id} stdout")
+    audit.text(err, f"{case.id} stderr")
+    TOTALS["cases"] += 1
+    TOTALS["artefacts_searched"] += audit.searched
+    TOTALS["secrets_found"] += len(audit.hits)
+    assert audit.hits == []
+
+
+async def test_matrix_concurrently_beside_healthy_triggers(
+    env: Env, fake: FakeBatchesServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Every fault at once, in one loop, next to 8 healthy waits: nobody is disturbed."""
+    arranged = [(case, case.arrange(env, case)) for case in CASES]
+    healthy_conn = env.conn("healthy")
+    healthy_ids = [
+        fake.create_batch(num_requests=2, ends_after=0.2 + 0.1 * i)["id"] for i in range(8)
+    ]
+    timeout = max(case.max_seconds for case in CASES) + 10
+
+    async def healthy(batch_id: str) -> list[dict[str, Any]]:
+        trigger = MessageBatchTrigger(batch_id, conn_id=healthy_conn, poll_interval=0.05)
+        events, _ = await run_case(trigger, Scenario(batch_id, healthy_conn), timeout)
+        return events
+
+    try:
+        with LoopLagMonitor() as lag:
+            results = await asyncio.gather(
+                *(
+                    run_case(MessageBatchTrigger(**sc.trigger_kwargs()), sc, timeout)
+                    for _, sc in arranged
+                ),
+                *(healthy(batch_id) for batch_id in healthy_ids),
+                return_exceptions=True,
+            )
+    finally:
+        await aclose_shared_clients()
+
+    crashed = [r for r in results if isinstance(r, BaseException)]
+    assert crashed == [], f"triggers raised instead of yielding an event: {crashed!r}"
+    problems: list[str] = []
+    for (case, scenario), (events, elapsed) in zip(arranged, results[: len(arranged)]):
+        problems += check_outcome(case, scenario, events, elapsed)
+    assert not problems, "\n".join(problems)
+    for batch_id, events in zip(healthy_ids, results[len(arranged) :]):
+        assert [e["status"] for e in events] == ["success"]
+        assert events[0]["batch_id"] == events[0]["batch"]["id"] == batch_id
+    # A blocking call anywhere in a trigger would stall the shared loop for everyone.
+    assert lag.ticks > 50
+    assert lag.max_lag < 0.25, f"event loop stalled for {lag.max_lag:.3f}s"
+    audit = SecretsAudit()
+    audit.obj(results, "concurrent events")
+    out, err = capfd.readouterr()
+    audit.text(out + err, "concurrent run output")
+    assert audit.hits == []
+
+
+def test_zz_matrix_totals() -> None:
+    """Runs last in this module: prints what the matrix covered (for the report)."""
+    print(f"\nfault matrix totals: {TOTALS}")
+    if TOTALS["cases"]:
+        assert TOTALS["secrets_found"] == 0

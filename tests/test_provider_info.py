@@ -1,0 +1,147 @@
+"""Provider metadata: get_provider_info, its entry point, and Airflow's providers manager."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import airflow_provider_batches
+from airflow_provider_batches import get_provider_info
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+
+PACKAGE = "airflow-provider-batches"
+HOOK_CLASS = "airflow_provider_batches.hooks.batch.MessageBatchHook"
+CONN_TYPE = "anthropic_batches"
+
+
+@pytest.fixture(scope="module")
+def info() -> dict[str, Any]:
+    return get_provider_info()
+
+
+def test_basic_fields(info: dict[str, Any]) -> None:
+    assert info["package-name"] == PACKAGE
+    assert info["name"]
+    assert info["description"]
+    assert info["versions"] == [airflow_provider_batches.__version__]
+    assert metadata.version(PACKAGE) == airflow_provider_batches.__version__
+
+
+def test_info_is_json_safe(info: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(info)) == info
+
+
+def test_info_matches_airflows_provider_info_schema(info: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    import airflow
+
+    schema_path = Path(airflow.__file__).parent / "provider_info.schema.json"
+    if not schema_path.exists():
+        pytest.skip("this Airflow ships no provider_info.schema.json")
+    jsonschema.validate(info, json.loads(schema_path.read_text()))
+
+
+def test_connection_type_names_our_hook(info: dict[str, Any]) -> None:
+    (conn,) = info["connection-types"]
+    assert conn["hook-class-name"] == HOOK_CLASS
+    assert conn["connection-type"] == CONN_TYPE
+    assert conn["hook-name"] == MessageBatchHook.hook_name
+    module_name, _, class_name = conn["hook-class-name"].rpartition(".")
+    hook_class = getattr(importlib.import_module(module_name), class_name)
+    assert hook_class is MessageBatchHook
+    assert hook_class.conn_type == CONN_TYPE
+    assert hook_class.default_conn_name == "anthropic_default"
+    assert hook_class.conn_name_attr == "conn_id"
+    assert conn["ui-field-behaviour"] == MessageBatchHook.get_ui_field_behaviour()
+
+
+def test_conn_fields_cover_the_extras_the_hook_reads(info: dict[str, Any]) -> None:
+    (conn,) = info["connection-types"]
+    fields = conn["conn-fields"]
+    for name in ("anthropic_version", "betas", "timeout", "max_retries", "max_connections"):
+        assert name in fields
+        assert "label" in fields[name]
+        assert "schema" in fields[name]
+
+
+@pytest.mark.parametrize(
+    ("section", "module"),
+    [
+        ("hooks", "airflow_provider_batches.hooks.batch"),
+        ("sensors", "airflow_provider_batches.sensors.batch"),
+        ("triggers", "airflow_provider_batches.triggers.batch"),
+    ],
+)
+def test_listed_modules_import(info: dict[str, Any], section: str, module: str) -> None:
+    modules = [m for entry in info[section] for m in entry["python-modules"]]
+    assert modules == [module]
+    for name in modules:
+        assert importlib.import_module(name)
+
+
+def test_integration_names_are_consistent(info: dict[str, Any]) -> None:
+    integrations = {item["integration-name"] for item in info["integrations"]}
+    for section in ("hooks", "sensors", "triggers"):
+        for entry in info[section]:
+            assert entry["integration-name"] in integrations
+
+
+def test_entry_point_resolves_to_get_provider_info() -> None:
+    points = [
+        point
+        for point in metadata.entry_points(group="apache_airflow_provider")
+        if point.value.startswith("airflow_provider_batches")
+    ]
+    assert len(points) == 1
+    (point,) = points
+    assert point.value == "airflow_provider_batches:get_provider_info"
+    assert point.dist is not None
+    assert point.dist.metadata["Name"] == PACKAGE
+    loaded = point.load()
+    assert loaded is get_provider_info
+    assert loaded()["package-name"] == PACKAGE
+
+
+def test_ui_field_behaviour() -> None:
+    behaviour = MessageBatchHook.get_ui_field_behaviour()
+    assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert behaviour["placeholders"]["host"] == "https://api.anthropic.com"
+    assert json.loads(behaviour["placeholders"]["extra"])["anthropic_version"] == "2023-06-01"
+    # Neither the Host nor the Password field may be hidden: they hold the URL and the key.
+    assert "host" not in behaviour["hidden-fields"]
+    assert "password" not in behaviour["hidden-fields"]
+
+
+def test_providers_manager_lists_the_provider_and_hook() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert PACKAGE in manager.providers
+    assert manager.providers[PACKAGE].version == airflow_provider_batches.__version__
+
+    behaviours = manager.field_behaviours[CONN_TYPE]
+    assert behaviours["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert set(behaviours["hidden_fields"]) == {"schema", "login", "port"}
+    widgets = manager.connection_form_widgets
+    assert f"extra__{CONN_TYPE}__anthropic_version" in widgets
+    assert f"extra__{CONN_TYPE}__betas" in widgets
+
+    triggers = {t.trigger_class_name for t in manager.trigger if t.package_name == PACKAGE}
+    assert triggers == {"airflow_provider_batches.triggers.batch"}
+
+
+def test_task_runtime_providers_manager_knows_the_hook() -> None:
+    runtime = pytest.importorskip("airflow.sdk.providers_manager_runtime")
+    manager = runtime.ProvidersManagerTaskRuntime()
+    hook_info = manager.hooks[CONN_TYPE]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == HOOK_CLASS
+    assert hook_info.package_name == PACKAGE
+    assert hook_info.connection_id_attribute_name == "conn_id"
+    assert hook_info.connection_testable is True
