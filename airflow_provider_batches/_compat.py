@@ -18,13 +18,12 @@ except ImportError:  # Airflow 3.0 kept them in airflow.exceptions
     )
 
 
-
 def default_deferrable() -> bool:
     """``[operators] default_deferrable`` from Airflow's configuration."""
     try:
         from airflow.sdk.configuration import conf
     except ImportError:  # Airflow < 3.1
-        from airflow.configuration import conf  # type: ignore[no-redef]
+        from airflow.configuration import conf
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 

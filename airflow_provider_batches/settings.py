@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 import unicodedata
 import warnings
@@ -22,7 +23,7 @@ DEFAULT_MAX_CONNECTIONS = 32
 BATCHES_PATH = "/v1/messages/batches"
 MAX_BATCH_ID_LENGTH = 1024
 
-_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VERSION_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _KNOWN_EXTRAS = frozenset(
     {
         "anthropic_version",
@@ -202,14 +203,22 @@ def _base_url(conn: ConnectionLike) -> str:
     if "://" not in host:
         scheme = conn.schema if conn.schema in ("http", "https") else "https"
         host = f"{scheme}://{host}"
-        if conn.port and urlsplit(host).port is None:
-            host = f"{host}:{conn.port}"
+        bare = urlsplit(host)
+        if conn.port and ":" not in bare.netloc.rsplit("]", 1)[-1]:
+            host = bare._replace(netloc=f"{bare.netloc}:{conn.port}").geturl()
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectionConfigError(
             f"Connection {conn.conn_id!r} has Host {host!r}, which is not an http(s) URL. "
             f"Use a base URL such as {DEFAULT_BASE_URL!r}, or leave Host empty for that default."
         )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConnectionConfigError(
+            f"Connection {conn.conn_id!r} has Host {host!r}, whose port is not a number "
+            "between 0 and 65535."
+        ) from None
     if parts.query or parts.fragment:
         raise ConnectionConfigError(
             f"Connection {conn.conn_id!r}: the base URL must not carry a query or fragment."
@@ -227,7 +236,7 @@ def _base_url(conn: ConnectionLike) -> str:
 def _version(conn_id: str, value: Any) -> str:
     if value is None or value == "":
         return DEFAULT_ANTHROPIC_VERSION
-    if not isinstance(value, str) or not _VERSION_RE.match(value):
+    if not isinstance(value, str) or not _VERSION_RE.fullmatch(value):
         raise ConnectionConfigError(
             f"Connection {conn_id!r}: extra 'anthropic_version' must be a date like "
             f"{DEFAULT_ANTHROPIC_VERSION!r}, got {value!r}."
@@ -263,9 +272,17 @@ def _number(conn_id: str, name: str, value: Any, default: float, kind: type) -> 
         number = kind(value)
     except (TypeError, ValueError):
         number = None
-    if isinstance(value, bool) or number is None or number < 0 or number != number:
+    positive = name == "timeout"
+    if (
+        isinstance(value, bool)
+        or number is None
+        or not math.isfinite(number)
+        or number < 0
+        or (positive and number == 0)
+    ):
         raise ConnectionConfigError(
-            f"Connection {conn_id!r}: extra {name!r} must be a non-negative "
+            f"Connection {conn_id!r}: extra {name!r} must be a finite "
+            f"{'positive' if positive else 'non-negative'} "
             f"{'integer' if kind is int else 'number'}, got {value!r}."
         )
     return float(number)

@@ -187,7 +187,7 @@ def error_from_response(response: httpx.Response, request: ApiRequest, secret: s
         batch_id=request.batch_id,
         status_code=status,
         error_type=redact(error_type, secret) if error_type else None,
-        request_id=redact(request_id, secret)[:200] if request_id else None,
+        request_id=_request_id(request_id, secret),
     )
 
 
@@ -214,7 +214,7 @@ def invalid_response(
         url=request.url,
         batch_id=request.batch_id,
         status_code=response.status_code,
-        request_id=response.headers.get("request-id"),
+        request_id=_request_id(response.headers.get("request-id"), secret),
     )
 
 
@@ -230,6 +230,10 @@ def response_json(response: httpx.Response, request: ApiRequest, secret: str) ->
         raise invalid_response(
             response, request, secret, f"body is not valid JSON ({str(exc)[:200]})"
         ) from None
+
+
+def _request_id(value: str | None, secret: str) -> str | None:
+    return redact(value, secret)[:200] if value else None
 
 
 def _json_or_none(response: httpx.Response) -> Any:

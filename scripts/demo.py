@@ -42,7 +42,9 @@ def _run(home: Path) -> int:
     step("Creating a throwaway Airflow metadata DB", home)
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     from airflow_provider_batches.testing import FakeBatchesServer
 
@@ -71,7 +73,8 @@ def report(fake: object, run: object, elapsed: float) -> int:
     from sqlalchemy import select
 
     with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}  # type: ignore[attr-defined]
+        tis = run.get_task_instances(session=session)  # type: ignore[attr-defined]
+        states = {ti.task_id: ti.state for ti in tis}
         xcoms = {
             row.task_id: row.value
             for row in session.scalars(
@@ -89,7 +92,9 @@ def report(fake: object, run: object, elapsed: float) -> int:
     for task_id, state in states.items():
         print(f"     {task_id:<16} {state}")
     step("API calls the fake saw", f"{posts} create, {polls} retrieve polls")
-    print("     (1 poll on the worker, the rest from MessageBatchTrigger after the sensor deferred)")
+    print(
+        "     (1 poll on the worker, the rest from MessageBatchTrigger after the sensor deferred)"
+    )
     step("The sensor's XCom (what the downstream task received):", "")
     print(json.dumps(xcoms.get("wait_for_batch"), indent=2))
     step("The downstream task returned:", json.dumps(xcoms.get("use_results")))

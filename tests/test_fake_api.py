@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ KEY = "sk-ant-test-key-0123456789"
 VERSION = "2023-06-01"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 REPO = Path(__file__).resolve().parents[1]
+# Loading the CA bundle costs ~0.1 s per client; every client here shares one context.
+TLS = ssl.create_default_context()
 BATCH_FIELDS = {
     "id",
     "type",
@@ -97,7 +100,7 @@ def fake() -> Iterator[FakeBatchesServer]:
 def client(fake: FakeBatchesServer) -> Iterator[httpx.Client]:
     headers = {"x-api-key": KEY, "anthropic-version": VERSION}
     with httpx.Client(
-        base_url=fake.base_url, headers=headers, timeout=5.0, trust_env=False
+        base_url=fake.base_url, headers=headers, timeout=5.0, trust_env=False, verify=TLS
     ) as http:
         yield http
 
@@ -245,7 +248,7 @@ def test_unknown_routes_and_wrong_methods(client: httpx.Client) -> None:
 def test_auth_accepts_x_api_key_and_bearer(fake: FakeBatchesServer) -> None:
     batch = fake.create_batch(num_requests=1)
     url = f"{fake.base_url}/v1/messages/batches/{batch['id']}"
-    with httpx.Client(trust_env=False) as http:
+    with httpx.Client(trust_env=False, verify=TLS) as http:
         ok_key = http.get(url, headers={"x-api-key": KEY, "anthropic-version": VERSION})
         ok_bearer = http.get(
             url, headers={"authorization": f"Bearer {KEY}", "anthropic-version": VERSION}
@@ -276,7 +279,7 @@ def test_version_header(client: httpx.Client, fake: FakeBatchesServer) -> None:
         "anthropic-version"
         in _assert_error(missing, 400, "invalid_request_error")["error"]["message"]
     )
-    with httpx.Client(base_url=fake.base_url, trust_env=False) as bare:
+    with httpx.Client(base_url=fake.base_url, trust_env=False, verify=TLS) as bare:
         absent = bare.get(path, headers={"x-api-key": KEY})
     assert (
         "anthropic-version"
@@ -607,12 +610,12 @@ def test_delay_fault_triggers_read_timeout(fake: FakeBatchesServer) -> None:
     fake.inject_fault(Fault("delay", delay=0.6))
     headers = {"x-api-key": KEY, "anthropic-version": VERSION}
     url = f"{fake.base_url}/v1/messages/batches/{batch['id']}"
-    with httpx.Client(headers=headers, timeout=0.2, trust_env=False) as http:
+    with httpx.Client(headers=headers, timeout=0.2, trust_env=False, verify=TLS) as http:
         with pytest.raises(httpx.ReadTimeout):
             http.get(url)
         assert http.get(url).json()["id"] == batch["id"]
     fake.inject_fault(Fault("delay", delay=0.2))
-    with httpx.Client(headers=headers, timeout=2.0, trust_env=False) as http:
+    with httpx.Client(headers=headers, timeout=2.0, trust_env=False, verify=TLS) as http:
         started = time.monotonic()
         assert http.get(url).status_code == 200
         assert time.monotonic() - started >= 0.2
@@ -749,7 +752,7 @@ def test_latency_is_per_request_and_concurrent(fake: FakeBatchesServer) -> None:
     durations: list[float] = []
 
     def one() -> None:
-        with httpx.Client(headers=headers, trust_env=False, timeout=5.0) as http:
+        with httpx.Client(headers=headers, trust_env=False, verify=TLS, timeout=5.0) as http:
             started = time.monotonic()
             assert http.get(url).status_code == 200
             durations.append(time.monotonic() - started)
@@ -775,7 +778,7 @@ def test_latency_is_per_request_and_concurrent(fake: FakeBatchesServer) -> None:
 
 def test_request_log_redacts_credentials(fake: FakeBatchesServer) -> None:
     batch = fake.create_batch(num_requests=1, batch_id="msgbatch_logged")
-    with httpx.Client(base_url=fake.base_url, trust_env=False) as http:
+    with httpx.Client(base_url=fake.base_url, trust_env=False, verify=TLS) as http:
         http.get(
             "/v1/messages/batches/msgbatch%5Flogged?beta=true&x=1",
             headers={"x-api-key": KEY, "anthropic-version": VERSION, "anthropic-beta": "b1"},
@@ -875,7 +878,9 @@ def test_start_close_without_with_closes_connections() -> None:
     server.start()
     try:
         headers = {"x-api-key": KEY, "anthropic-version": VERSION}
-        with httpx.Client(base_url=server.base_url, headers=headers, trust_env=False) as http:
+        with httpx.Client(
+            base_url=server.base_url, headers=headers, trust_env=False, verify=TLS
+        ) as http:
             assert http.get("/v1/messages/batches").status_code == 200
             assert server.open_connections == 1
             server.close()
@@ -968,7 +973,7 @@ def test_cli_serves_until_sigterm() -> None:
         admin = FakeAdminClient(base_url)
         admin.inject_fault(Fault("status", status=503))
         headers = {"x-api-key": KEY, "anthropic-version": VERSION}
-        with httpx.Client(base_url=base_url, headers=headers, trust_env=False) as http:
+        with httpx.Client(base_url=base_url, headers=headers, trust_env=False, verify=TLS) as http:
             assert http.get("/v1/messages/batches").status_code == 503
             created = http.post("/v1/messages/batches", json={"requests": [_request("c")]})
             assert created.status_code == 200

@@ -4,6 +4,7 @@ is the proof that the fake speaks the real wire format."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,16 @@ from anthropic.types.messages import (
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
 
 KEY = "sk-ant-sdk-test-key"
+# Loading the CA bundle costs ~0.1 s per client; every client here shares one context.
+TLS = ssl.create_default_context()
+
+
+def _sdk(fake: FakeBatchesServer, **options: Any) -> anthropic.Anthropic:
+    """A sync SDK client pointed at ``fake`` (no retries unless asked)."""
+    settings: dict[str, Any] = {"api_key": KEY, "max_retries": 0, "timeout": 5.0, **options}
+    return anthropic.Anthropic(
+        base_url=fake.base_url, http_client=anthropic.DefaultHttpxClient(verify=TLS), **settings
+    )
 
 
 def _requests(*custom_ids: str, model: str = "claude-test-model") -> list[Any]:
@@ -56,22 +67,14 @@ def fake() -> Iterator[FakeBatchesServer]:
 
 @pytest.fixture
 def client(fake: FakeBatchesServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(
-        api_key=KEY, base_url=fake.base_url, max_retries=0, timeout=5.0
-    ) as sdk:
+    with _sdk(fake) as sdk:
         yield sdk
 
 
 @pytest.fixture
 def strict_client(fake: FakeBatchesServer) -> Iterator[anthropic.Anthropic]:
     """Validates every response against the SDK's schema instead of coercing it."""
-    with anthropic.Anthropic(
-        api_key=KEY,
-        base_url=fake.base_url,
-        max_retries=0,
-        timeout=5.0,
-        _strict_response_validation=True,
-    ) as sdk:
+    with _sdk(fake, _strict_response_validation=True) as sdk:
         yield sdk
 
 
@@ -234,13 +237,7 @@ def test_unknown_processing_status_passes_non_strict_parsing(
 
 
 def test_beta_client_path(fake: FakeBatchesServer) -> None:
-    with anthropic.Anthropic(
-        api_key=KEY,
-        base_url=fake.base_url,
-        max_retries=0,
-        timeout=5.0,
-        _strict_response_validation=True,
-    ) as client:
+    with _sdk(fake, _strict_response_validation=True) as client:
         batches = client.beta.messages.batches
         batch = batches.create(
             requests=_requests("one", "two"), betas=["message-batches-2024-09-24"]
@@ -265,7 +262,11 @@ def test_beta_client_path(fake: FakeBatchesServer) -> None:
 def test_async_client(fake: FakeBatchesServer) -> None:
     async def scenario() -> MessageBatch:
         async with anthropic.AsyncAnthropic(
-            api_key=KEY, base_url=fake.base_url, max_retries=0, timeout=5.0
+            api_key=KEY,
+            base_url=fake.base_url,
+            max_retries=0,
+            timeout=5.0,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=TLS),
         ) as client:
             batch = await client.messages.batches.create(requests=_requests("async"))
             fake.end_batch(batch.id)
@@ -280,6 +281,7 @@ def test_async_client(fake: FakeBatchesServer) -> None:
 
 
 def test_wrong_key_is_authentication_error(fake: FakeBatchesServer) -> None:
+    # Built exactly as an application would, default HTTP client included.
     with (
         anthropic.Anthropic(
             api_key="sk-ant-wrong", base_url=fake.base_url, max_retries=0
@@ -322,9 +324,7 @@ def test_sdk_retries_honour_retry_after(fake: FakeBatchesServer) -> None:
             "status", status=529, times=2, headers={"retry-after-ms": "20"}, batch_id=created["id"]
         )
     )
-    with anthropic.Anthropic(
-        api_key=KEY, base_url=fake.base_url, max_retries=2, timeout=5.0
-    ) as client:
+    with _sdk(fake, max_retries=2) as client:
         started = time.monotonic()
         assert client.messages.batches.retrieve(created["id"]).id == created["id"]
         assert time.monotonic() - started < 2.0
@@ -334,9 +334,7 @@ def test_sdk_retries_honour_retry_after(fake: FakeBatchesServer) -> None:
 
     fake.inject_fault(Fault("status", status=500, headers={"x-should-retry": "false"}))
     with (
-        anthropic.Anthropic(
-            api_key=KEY, base_url=fake.base_url, max_retries=2, timeout=5.0
-        ) as client,
+        _sdk(fake, max_retries=2) as client,
         pytest.raises(anthropic.InternalServerError),
     ):
         client.messages.batches.retrieve(created["id"])

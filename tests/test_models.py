@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -190,6 +190,7 @@ def test_totals_and_unsuccessful() -> None:
     assert batch.request_counts.unsuccessful == 30 + 10 + 10
 
 
+@settings(derandomize=True, database=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=100_000), min_size=5, max_size=5),
 )

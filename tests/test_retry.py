@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_batches.retry import (
@@ -151,6 +151,7 @@ def test_exponential_base_is_capped(attempt: int, base: float) -> None:
     assert smallest > base * 0.75
 
 
+@settings(derandomize=True, database=None)
 @given(attempt=st.integers(min_value=0, max_value=60), seed=st.integers())
 def test_jitter_stays_within_three_quarters_and_one(attempt: int, seed: int) -> None:
     backoff = Backoff()

@@ -188,3 +188,16 @@ def test_unknown_batch_fails_fast(dag_env: FakeBatchesServer) -> None:
 
     assert states["wait"] == "failed"
     assert dag_env.request_count("msgbatch_doesnotexist") == 1
+
+
+def test_start_from_trigger_sensor_still_runs_under_dag_test(dag_env: FakeBatchesServer) -> None:
+    """dag.test() starts every task on a worker, so this checks the fallback path only; the
+    triggerer-first start is covered by the scheduler + triggerer test in tests/e2e."""
+    batch = dag_env.create_batch(num_requests=2, ends_after=None)
+    ender = _end_after_polls(dag_env, batch["id"], polls=2)
+
+    _, states, xcoms = _run("sensor_start_from_trigger", batch["id"])
+    ender.join(timeout=5)
+
+    assert states == {"wait": "success", "received": "success"}
+    assert xcoms[("wait", "return_value")] == dag_env.get_batch(batch["id"])

@@ -301,7 +301,14 @@ def test_bad_betas_are_config_errors(betas: object) -> None:
 def test_bad_numbers_are_config_errors_naming_the_field(name: str, value: object) -> None:
     with pytest.raises(ConnectionConfigError, match=rf"my_conn.*{name}") as info:
         settings_of(extra={name: value})
-    assert "non-negative" in str(info.value)
+    expected = "finite positive number" if name == "timeout" else "finite non-negative integer"
+    assert expected in str(info.value)
+
+
+def test_zero_timeout_is_a_config_error() -> None:
+    # httpx treats 0 as "fail at once": every request would fail with a confusing ConnectError.
+    with pytest.raises(ConnectionConfigError, match=r"my_conn.*timeout"):
+        settings_of(extra={"timeout": 0})
 
 
 def test_zero_retries_is_allowed() -> None:

@@ -77,11 +77,12 @@ class ApiRoutes:
     async def handle(self, request: HttpRequest, target: Target) -> HttpResponse:
         authenticated = self._authenticated(request)
         self._record(request, target, authenticated)
+        batch_id = target_batch_id(target)
+        # Faults are claimed in arrival order, before the latency sleep.
+        fault = self._state.take_fault(request.method, batch_id)
         latency = self._state.latency
         if latency > 0:
             await asyncio.sleep(latency)
-        batch_id = target_batch_id(target)
-        fault = self._state.take_fault(request.method, batch_id)
         if fault is not None:
             if fault.kind == "delay":
                 await asyncio.sleep(fault.delay)

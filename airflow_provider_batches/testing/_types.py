@@ -75,8 +75,10 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
-        if not 100 <= self.status <= 599:
-            raise ValueError(f"fault status must be an HTTP status code, got {self.status}")
+        if not 200 <= self.status <= 599:
+            raise ValueError(
+                f"fault status must be a final HTTP status (200-599), got {self.status}"
+            )
         if not math.isfinite(self.delay) or self.delay < 0:
             raise ValueError(f"fault delay must be >= 0, got {self.delay}")
         if self.times == 0 or self.times < -1:

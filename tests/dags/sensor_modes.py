@@ -23,6 +23,7 @@ SENSOR_VARIANTS: dict[str, dict[str, Any]] = {
     "sensor_soft_fail": {"deferrable": True, "max_expired": 0, "soft_fail": True},
     "sensor_timeout": {"deferrable": True, "timeout": 1},
     "sensor_timeout_soft_fail": {"deferrable": True, "timeout": 1, "soft_fail": True},
+    "sensor_start_from_trigger": {"deferrable": True, "start_from_trigger": True},
 }
 
 for dag_id, sensor_kwargs in SENSOR_VARIANTS.items():

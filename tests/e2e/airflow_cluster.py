@@ -87,6 +87,7 @@ class AirflowCluster:
         self._pgid: int | None = None
         self._client: httpx.Client | None = None
         self.timings: dict[str, float] = {}
+        self._started = time.monotonic()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class AirflowCluster:
 
     def start(self, timeout: float = 150.0) -> AirflowCluster:
         """Migrate the DB, start every component, wait until healthy and log in."""
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._migrate(timeout=min(timeout, 120.0))
         self.timings["migrate"] = time.monotonic() - started
@@ -204,7 +205,10 @@ class AirflowCluster:
         if response.status_code != 200:
             return False
         health = response.json()
-        if not all((health.get(key) or {}).get("status") == "healthy" for key in HEALTH_KEYS):
+        healthy = [key for key in HEALTH_KEYS if (health.get(key) or {}).get("status") == "healthy"]
+        for key in healthy:
+            self.timings.setdefault(f"healthy: {key}", time.monotonic() - self._started)
+        if len(healthy) < len(HEALTH_KEYS):
             return False
         # Workers talk to the execution API: make sure it answers too (its first call is slow).
         try:
@@ -251,12 +255,15 @@ class AirflowCluster:
         if self._pgid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._pgid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            for name, proc in self.processes.items():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    forced.append(name)
+            signalled = time.monotonic()
+            running = dict(self.processes)
+            while running and time.monotonic() - signalled < grace:
+                for name, proc in list(running.items()):
+                    if proc.poll() is not None:
+                        self.timings[f"exit after SIGTERM: {name}"] = time.monotonic() - signalled
+                        del running[name]
+                time.sleep(0.1)
+            forced.extend(running)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._pgid, signal.SIGKILL)
             for proc in self.processes.values():

@@ -155,14 +155,19 @@ class LoopLagMonitor:
     def __init__(self, tick: float = 0.01) -> None:
         self.tick = tick
         self.max_lag = 0.0
+        self.worst_at = 0.0
         self.ticks = 0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        began = time.monotonic()
         while True:
             start = time.monotonic()
             await asyncio.sleep(self.tick)
-            self.max_lag = max(self.max_lag, time.monotonic() - start - self.tick)
+            lag = time.monotonic() - start - self.tick
+            if lag > self.max_lag:
+                self.max_lag = lag
+                self.worst_at = start - began
             self.ticks += 1
 
     def __enter__(self) -> LoopLagMonitor:

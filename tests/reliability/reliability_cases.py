@@ -53,6 +53,13 @@ class Env:
     fake: FakeBatchesServer
     set_connection: Callable[..., None]
     stack: ExitStack
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def closed_port(self, case_id: str) -> int:
+        """A loopback port nothing listens on, the same one each time for ``case_id``."""
+        if case_id not in self.ports:
+            self.ports[case_id] = closed_loopback_port()
+        return self.ports[case_id]
 
     def conn(
         self, case_id: str, base_url: str | None = None, api_key: str = API_KEY, **extras: Any
@@ -203,14 +210,14 @@ def _unknown_batch(env: Env, case: Case) -> Scenario:
 
 
 def _refused_forever(env: Env, case: Case) -> Scenario:
-    port = closed_loopback_port()
+    port = env.closed_port(case.id)
     conn_id = env.conn(case.id, base_url=f"http://127.0.0.1:{port}", max_retries=1)
     return Scenario("msgbatch_reliabilityRefused", conn_id, {"max_consecutive_errors": 2})
 
 
 def _refused_then_up(env: Env, case: Case) -> Scenario:
     """Nothing listens on the connection's port until a fake comes up there one second in."""
-    port = closed_loopback_port()
+    port = env.closed_port(case.id)
     batch_id = "msgbatch_reliabilityLateServer" + str(port)
     conn_id = env.conn(case.id, base_url=f"http://127.0.0.1:{port}")
     late = FakeBatchesServer(api_key=API_KEY, port=port)
