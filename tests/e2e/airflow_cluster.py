@@ -32,7 +32,7 @@ T = TypeVar("T")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 #: Environment variables of the test process that must not reach the cluster.
-_DROPPED_ENV_PREFIXES = ("AIRFLOW_", "AIRFLOW__", "PYTEST_", "_AIRFLOW")
+_DROPPED_ENV_PREFIXES = ("AIRFLOW_", "_AIRFLOW", "PYTEST_")
 
 
 def free_port() -> int:
@@ -102,6 +102,8 @@ class AirflowCluster:
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of the repo's DAGs folder
         env["PYTHONUNBUFFERED"] = "1"
         env["NO_COLOR"] = "1"
+        # Temporary files inside the home too, so the secrets audit sees them.
+        env["TMPDIR"] = str(self.home / "tmp")
         api = self.ports["api"]
         settings = {
             "AIRFLOW_HOME": str(self.home),
@@ -145,6 +147,7 @@ class AirflowCluster:
         """Migrate the DB, start every component, wait until healthy and log in."""
         started = self._started = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.home / "tmp").mkdir(exist_ok=True)
         self._migrate(timeout=min(timeout, 120.0))
         self.timings["migrate"] = time.monotonic() - started
         # A sentinel leads the process group, so the group exists however the components fare.
@@ -310,23 +313,30 @@ class AirflowCluster:
 
     def wait_for(
         self,
-        probe: Callable[[], T],
+        probe: Callable[[], T | None],
         timeout: float,
         what: str,
         interval: float = 0.5,
         describe: Callable[[], str] | None = None,
     ) -> T:
-        """Call ``probe`` until it returns something truthy; fail with log tails on timeout."""
+        """Call ``probe`` until it returns something truthy; fail with log tails on timeout.
+
+        A probe that cannot reach the API server (busy, or not up yet) counts as not yet.
+        """
         deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
         while True:
-            value = probe()
+            try:
+                value = probe()
+            except httpx.TransportError as exc:
+                value, last_error = None, exc
             if value:
                 return value
             if time.monotonic() > deadline:
                 detail = describe() if describe is not None else ""
                 raise ClusterError(
                     f"timed out after {timeout:.0f}s waiting for: {what}\n{detail}\n"
-                    f"{self.log_tails()}"
+                    f"last connection error: {last_error!r}\n{self.log_tails()}"
                 )
             time.sleep(interval)
             if self.processes:
@@ -341,10 +351,6 @@ class AirflowCluster:
         if response.status_code not in set(expect):
             raise ClusterError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
-
-    def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.api("GET", "/monitor/health")
-        return result
 
     def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until the DAG processor has parsed and serialized ``dag_id``."""
