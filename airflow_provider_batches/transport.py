@@ -173,9 +173,9 @@ def error_from_response(response: httpx.Response, request: ApiRequest, secret: s
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
-            error_type = _short_str(error.get("type"))
-            message = _short_str(error.get("message"))
-        request_id = request_id or _short_str(body.get("request_id"))
+            error_type = _short_str(error.get("type"), secret)
+            message = _short_str(error.get("message"), secret)
+        request_id = request_id or _short_str(body.get("request_id"), secret)
     if message is None:
         message = response.reason_phrase or "error"
         if body is None and response.content:
@@ -186,7 +186,7 @@ def error_from_response(response: httpx.Response, request: ApiRequest, secret: s
         url=request.url,
         batch_id=request.batch_id,
         status_code=status,
-        error_type=redact(error_type, secret) if error_type else None,
+        error_type=error_type,
         request_id=_request_id(request_id, secret),
     )
 
@@ -247,7 +247,8 @@ def _has_retry_after(headers: Mapping[str, str]) -> bool:
     return "retry-after" in headers or "retry-after-ms" in headers
 
 
-def _short_str(value: Any) -> str | None:
+def _short_str(value: Any, secret: str) -> str | None:
+    """A string from the response body, without the API key, then cut to a sane length."""
     if not isinstance(value, str):
         return None
-    return value[:_MAX_MESSAGE_CHARS]
+    return redact(value, secret)[:_MAX_MESSAGE_CHARS]

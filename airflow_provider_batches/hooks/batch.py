@@ -129,9 +129,14 @@ class MessageBatchHook(BaseHook):
 
 
 def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> MessageBatch:
+    """The batch in a 2xx response, or :class:`InvalidResponseError` if it is not one."""
+    if secret and secret.encode() in response.content:
+        # Kept fields go to XCom and logs: a body that echoes the key is never accepted.
+        raise invalid_response(response, request, secret, "the body contains the API key")
     body = response_json(response, request, secret)
     try:
-        return MessageBatch.model_validate(body)
+        batch = MessageBatch.model_validate(body)
+        batch.to_xcom()  # fields kept from a hostile body must still serialize for XCom
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
@@ -140,6 +145,15 @@ def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> M
         raise invalid_response(
             response, request, secret, f"not a message batch ({redact(problems, secret)})"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        raise invalid_response(
+            response, request, secret, f"the batch cannot be serialized ({str(exc)[:200]})"
+        ) from None
+    if request.batch_id is not None and batch.id != request.batch_id:
+        raise invalid_response(
+            response, request, secret, f"it describes batch {batch.id[:100]!r}, not the one asked"
+        )
+    return batch
 
 
 def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str) -> None:

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,10 +67,8 @@ def find_secrets(text: str | bytes, where: str) -> list[str]:
 def textual_forms(obj: Any) -> list[tuple[str, str | bytes]]:
     """``str``, ``repr``, JSON (if possible) and pickle of ``obj``: every form it may be kept in."""
     forms: list[tuple[str, str | bytes]] = [("str", str(obj)), ("repr", repr(obj))]
-    try:
+    with suppress(TypeError, ValueError):
         forms.append(("json", json.dumps(obj, default=repr)))
-    except (TypeError, ValueError):
-        pass
     try:
         forms.append(("pickle", pickle.dumps(obj)))
     except Exception as exc:  # pragma: no cover - only for objects that cannot be pickled
@@ -110,13 +108,12 @@ class SecretsAudit:
         rows_seen = 0
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             tables = [
-                row[0]
-                for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             ]
             for table in tables:
                 if table in skip_tables:
                     continue
-                for row in db.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - own names
+                for row in db.execute(f'SELECT * FROM "{table}"'):
                     rows_seen += 1
                     for cell in row:
                         if isinstance(cell, str | bytes):
@@ -124,14 +121,15 @@ class SecretsAudit:
                             self.hits.extend(find_secrets(cell, f"{where} table {table}"))
         return rows_seen
 
-    def files(self, root: Path, where: str, skip: Iterable[Path] = ()) -> int:
+    def files(self, root: Path, where: str, skip: Iterable[Path] = ()) -> list[str]:
+        """Search every file under ``root`` (raw bytes); returns their relative names."""
         skipped = {p.resolve() for p in skip}
-        count = 0
+        names = []
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.resolve() not in skipped:
-                count += 1
-                self.text(path.read_bytes(), f"{where} {path.relative_to(root)}")
-        return count
+                names.append(str(path.relative_to(root)))
+                self.text(path.read_bytes(), f"{where} {names[-1]}")
+        return names
 
 
 # ---- triggers ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +135,10 @@ def _scenario(env: Env, case: Case, batch_id: str, **extras: Any) -> Scenario:
 
 
 def _with(
-    arrange: Callable[[Env, Case], Scenario], *, extras: dict[str, Any] | None = None, **trigger: Any
+    arrange: Callable[[Env, Case], Scenario],
+    *,
+    extras: dict[str, Any] | None = None,
+    **trigger: Any,
 ) -> Callable[[Env, Case], Scenario]:
     """``arrange``, then override connection extras and trigger kwargs."""
 
@@ -273,8 +276,14 @@ CASES: tuple[Case, ...] = (
         min_seconds=2.1,
         max_seconds=6.0,
     ),
-    Case("529-overloaded", "HTTP 529 overloaded_error (3 times)", _RECOVERS, _transient(529),
-         "success", 4),
+    Case(
+        "529-overloaded",
+        "HTTP 529 overloaded_error (3 times)",
+        _RECOVERS,
+        _transient(529),
+        "success",
+        4,
+    ),
     Case("500", "HTTP 500 api_error (3 times)", _RECOVERS, _transient(500), "success", 4),
     Case("502", "HTTP 502 (3 times)", _RECOVERS, _transient(502), "success", 4),
     Case("503", "HTTP 503 (3 times)", _RECOVERS, _transient(503), "success", 4),
@@ -660,9 +669,19 @@ def _matches(expected: Any, actual: Any) -> bool:
 
 
 def check_outcome(
-    case: Case, scenario: Scenario, events: list[dict[str, Any]], elapsed: float
+    case: Case,
+    scenario: Scenario,
+    events: list[dict[str, Any]],
+    elapsed: float,
+    *,
+    loaded: bool = False,
 ) -> list[str]:
-    """Every way ``events`` differ from what ``case`` expects (empty when all is right)."""
+    """Every way ``events`` differ from what ``case`` expects (empty when all is right).
+
+    ``loaded``: the case ran beside dozens of others on a busy loop, so where timing decides
+    the request count (a range) any count from 1 up is accepted, and it may take 2 s longer.
+    Exact counts stay exact: they follow from retries and fault counts, not from timing.
+    """
     problems: list[str] = []
     if len(events) != 1:
         return [f"{case.id}: expected exactly one event, got {len(events)}: {events}"]
@@ -696,11 +715,14 @@ def check_outcome(
         low, high = (
             (case.requests, case.requests) if isinstance(case.requests, int) else case.requests
         )
+        if loaded and low != high:
+            low = 1
         if not low <= seen <= high:
             problems.append(f"the API saw {seen} requests, expected {case.requests}")
-    if not case.min_seconds <= elapsed <= case.max_seconds:
+    max_seconds = case.max_seconds + (2.0 if loaded else 0.0)
+    if not case.min_seconds <= elapsed <= max_seconds:
         problems.append(
-            f"took {elapsed:.2f}s, expected between {case.min_seconds} and {case.max_seconds}s"
+            f"took {elapsed:.2f}s, expected between {case.min_seconds} and {max_seconds}s"
         )
     return [f"{case.id}: {problem}" for problem in problems]
 
@@ -724,8 +746,6 @@ async def run_scenario(
         if during is not None:
             if not during.done():
                 during.cancel()
-            try:
+            with suppress(asyncio.CancelledError):
                 await during
-            except asyncio.CancelledError:
-                pass
     return events, elapsed

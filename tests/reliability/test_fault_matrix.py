@@ -51,7 +51,7 @@ def sensor_outcome(scenario: Scenario, event: dict[str, Any]) -> tuple[Any, Base
     )
     try:
         return sensor.execute_complete(context={}, event=event), None  # type: ignore[arg-type]
-    except BaseException as exc:  # noqa: BLE001 - the exception is the outcome under test
+    except BaseException as exc:
         return None, exc
 
 
@@ -69,7 +69,11 @@ def check_sensor(case: Case, scenario: Scenario, event: dict[str, Any]) -> BaseE
     assert str(exc) == event["message"]
     restored = pickle.loads(pickle.dumps(exc))
     assert type(restored) is type(exc)
-    assert (restored.batch_id, restored.batch, restored.error) == (exc.batch_id, exc.batch, exc.error)
+    assert (restored.batch_id, restored.batch, restored.error) == (
+        exc.batch_id,
+        exc.batch,
+        exc.error,
+    )
     return exc
 
 
@@ -166,17 +170,17 @@ async def test_matrix_concurrently_beside_healthy_triggers(
     crashed = [r for r in results if isinstance(r, BaseException)]
     assert crashed == [], f"triggers raised instead of yielding an event: {crashed!r}"
     problems: list[str] = []
-    for (case, scenario), (events, elapsed) in zip(arranged, results[: len(arranged)]):
-        problems += check_outcome(case, scenario, events, elapsed)
+    for (case, scenario), (events, elapsed) in zip(arranged, results[: len(arranged)], strict=True):
+        problems += check_outcome(case, scenario, events, elapsed, loaded=True)
     assert not problems, "\n".join(problems)
-    for batch_id, events in zip(healthy_ids, results[len(arranged) :]):
+    for batch_id, events in zip(healthy_ids, results[len(arranged) :], strict=True):
         assert [e["status"] for e in events] == ["success"]
         assert events[0]["batch_id"] == events[0]["batch"]["id"] == batch_id
-    # A blocking call anywhere in a trigger would stall the shared loop for everyone.
+    # A blocking call anywhere in a trigger (a sync sleep for retry-after, a sync request
+    # waiting out a read timeout) would stall the shared loop for everyone for 1-2 s. ~45
+    # waits polling every 50 ms against an in-process fake saturate 2 CPUs, hence the margin.
     assert lag.ticks > 50
-    assert lag.max_lag < 0.25, (
-        f"event loop stalled for {lag.max_lag:.3f}s, {lag.worst_at:.2f}s in"
-    )
+    assert lag.max_lag < 0.75, f"event loop stalled for {lag.max_lag:.3f}s, {lag.worst_at:.2f}s in"
     audit = SecretsAudit()
     audit.obj(results, "concurrent events")
     out, err = capfd.readouterr()
