@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import itertools
 import json
 import os
 import signal
@@ -80,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-seconds",
         type=float,
         default=None,
-        help="give up waiting this long after the triggers start (default: ends-max + 3 polls + 120)",
+        help="stop waiting this long after the triggers start (default: ends-max + 3 polls + 120)",
     )
     parser.add_argument(
         "--max-connections",
@@ -92,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fake-python",
         default=str(OUR_VENV_PYTHON if OUR_VENV_PYTHON.exists() else sys.executable),
         help="Python that runs the fake API (needs this repository's package)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after start-up, so full collections skip Airflow's import-time objects "
+        "(a triggerer does not do this; off by default)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     parser.add_argument(
@@ -279,13 +287,55 @@ class _RunQueueClock:
             self._fd = None
 
 
+class _GcClock:
+    """Time spent in the cyclic garbage collector, by generation (via ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = [0, 0, 0]
+        self.worst = [0.0, 0.0, 0.0]
+        self.pauses: list[tuple[float, float]] = []  # (start, end) of every pause over 0.5 ms
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        spent = now - self._started
+        generation = int(info.get("generation", 2))
+        self.total += spent
+        self.count[generation] += 1
+        self.worst[generation] = max(self.worst[generation], spent)
+        if spent > 0.0005:
+            self.pauses.append((self._started, now))
+
+    def overlap(self, start: float, end: float) -> float:
+        """Seconds of GC pauses inside [start, end] (any allocation may start one, including
+        the sampler's own, so pauses are matched by time rather than by counter)."""
+        spent = 0.0
+        for pause_start, pause_end in reversed(self.pauses):
+            if pause_end <= start:
+                break
+            spent += max(0.0, min(end, pause_end) - max(start, pause_start))
+        return spent
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 class Observations:
     def __init__(self) -> None:
         self.arrivals: dict[str, float] = {}
         self.statuses: dict[str, str] = {}
         self.failures: dict[str, str] = {}
-        # (seconds since start, late wake-up, of which waiting for a CPU)
-        self.stalls: list[tuple[float, float, float]] = []
+        # (seconds since start, late wake-up, of which waiting for a CPU, of which in the GC)
+        self.stalls: list[tuple[float, float, float, float]] = []
+        self.gc = _GcClock()
         self.loop_runqueue_wait_s = 0.0
         self.max_threads = threading.active_count()
         self.started_wall = 0.0
@@ -300,13 +350,17 @@ async def _sample_stalls(obs: Observations, stop: asyncio.Event) -> None:
     perf = time.perf_counter
     runqueue = _RunQueueClock()
     first_wait = runqueue()
+    gc_clock = obs.gc
     try:
         while not stop.is_set():
-            before, waited_before = perf(), runqueue()
+            waited_before = runqueue()
+            before = perf()
             await asyncio.sleep(STALL_SAMPLE_INTERVAL)
-            after, waited_after = perf(), runqueue()
+            after = perf()
+            waited_after = runqueue()
             late = after - before - STALL_SAMPLE_INTERVAL
-            obs.stalls.append((after - obs.started_mono, late, waited_after - waited_before))
+            in_gc = gc_clock.overlap(before, after)
+            obs.stalls.append((after - obs.started_mono, late, waited_after - waited_before, in_gc))
             threads = threading.active_count()
             if threads > obs.max_threads:
                 obs.max_threads = threads
@@ -353,9 +407,7 @@ async def run_triggers(
     await sampler
 
 
-def poll_timings(
-    records: list[Any], batch_ids: set[str], started_wall: float
-) -> dict[str, Any]:
+def poll_timings(records: list[Any], batch_ids: set[str], started_wall: float) -> dict[str, Any]:
     """First-cycle time and the gaps between two polls of one batch, from the fake's log."""
     by_batch: dict[str, list[float]] = defaultdict(list)
     for record in records:
@@ -367,7 +419,7 @@ def poll_timings(
     for times in by_batch.values():
         times.sort()
         polls_per_batch.append(len(times))
-        gaps.extend(b - a for a, b in zip(times, times[1:], strict=False))
+        gaps.extend(b - a for a, b in itertools.pairwise(times))
     return {
         "batches_polled": len(by_batch),
         "first_cycle_s": _round(max(firsts) if firsts else None),
@@ -395,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         admin = admin_client(fake.url, timeout=600)
         make, details = trigger_factory(args, fake.url)
         warm_up(make)
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
         import_s = time.perf_counter() - t_import
         rss_before_kb = rss_now_kb()
         cpu_before = cpu_seconds()
@@ -406,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
 
         obs = Observations()
         loop_cpu_before = cpu_seconds()
-        asyncio.run(run_triggers(make, batch_ids, args.max_seconds, obs))
+        with obs.gc:
+            asyncio.run(run_triggers(make, batch_ids, args.max_seconds, obs))
         loop_cpu = cpu_seconds() - loop_cpu_before
         peak_kb = peak_rss_kb()
         rss_after_kb = rss_now_kb()
@@ -428,10 +484,11 @@ def main(argv: list[str] | None = None) -> int:
             censored += 1
             lags.append(end_wall - ends_at[batch_id])
     non_success = sum(1 for status in obs.statuses.values() if status != "success")
-    stalls = [late for _, late, _ in obs.stalls]
-    own = [max(0.0, late - waited) for _, late, waited in obs.stalls]
-    worst_at, worst, worst_wait = (
-        max(obs.stalls, key=lambda item: item[1]) if obs.stalls else (None, None, None)
+    stalls = [late for _, late, _, _ in obs.stalls]
+    own = [max(0.0, late - waited) for _, late, waited, _ in obs.stalls]
+    not_gc = [max(0.0, late - waited - in_gc) for _, late, waited, in_gc in obs.stalls]
+    worst_at, worst, worst_wait, worst_gc = (
+        max(obs.stalls, key=lambda item: item[1]) if obs.stalls else (None, None, None, None)
     )
     timings = poll_timings(records, set(batch_ids), obs.started_wall)
 
@@ -479,6 +536,22 @@ def main(argv: list[str] | None = None) -> int:
         "stall_p99_excl_cpu_wait_ms": _round((percentile(own, 99) or 0) * 1000, 1),
         "own_stalls_over_100ms": sum(1 for s in own if s > 0.1),
         "loop_thread_cpu_wait_s": round(obs.loop_runqueue_wait_s, 2),
+        "stall_max_gc_ms": _round(worst_gc * 1000 if worst_gc is not None else None, 1),
+        "stall_max_excl_gc_and_cpu_wait_ms": _round(max(not_gc) * 1000 if not_gc else None, 1),
+        "gc_freeze": args.gc_freeze,
+        "gc_collections": obs.gc.count,
+        "gc_worst_pause_ms": [round(x * 1000, 1) for x in obs.gc.worst],
+        "gc_total_s": round(obs.gc.total, 2),
+        # [seconds since start, late ms, of which CPU wait ms, of which GC ms]
+        "worst_stall_samples": [
+            [round(at, 2), round(late * 1000, 1), round(wait * 1000, 1), round(in_gc * 1000, 1)]
+            for at, late, wait, in_gc in sorted(obs.stalls, key=lambda x: -x[1])[:5]
+        ],
+        # [seconds since start, ms]
+        "worst_gc_pauses": [
+            [round(start - obs.started_mono, 2), round((end - start) * 1000, 1)]
+            for start, end in sorted(obs.gc.pauses, key=lambda x: x[0] - x[1])[:5]
+        ],
         "stall_samples": len(stalls),
         "max_threads": obs.max_threads,
         "fake_server": fake_usage,

@@ -24,7 +24,7 @@ from fixtures_reliability import LoopLagMonitor, SecretsAudit
 from reliability_cases import CASE_IDS, CASES, RETURNS, Case, Env, Scenario, check_outcome
 from reliability_cases import run_scenario as run_case
 
-from airflow_provider_batches.clients import aclose_shared_clients, shared_async_pool
+from airflow_provider_batches.clients import aclose_shared_clients, shared_async_pool, ssl_context
 from airflow_provider_batches.exceptions import APIError, BatchWaitError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.sensors.batch import MessageBatchSensor
@@ -188,13 +188,16 @@ async def test_matrix_concurrently_beside_healthy_triggers(
     assert audit.hits == []
 
 
-async def test_first_client_of_a_connection_blocks_the_loop_briefly(
+async def test_later_waits_of_a_connection_reuse_its_client(
     fake: FakeBatchesServer, set_connection: Callable[..., None]
 ) -> None:
     """Documented limit: the first wait of a connection in a triggerer builds its httpx client
-    on the loop (CA bundle load), a one-off stall bounded here; later waits add none."""
+    on the loop (a one-off stall, TLS context once per process). Later waits build nothing: the
+    same client and TLS context serve them all. The stalls are printed, not asserted: timings
+    on a shared machine belong in benchmarks/, not in tests."""
     set_connection("rel_first_client", fake.base_url)
     ids = [fake.create_batch(num_requests=1, ends_after=0)["id"] for _ in range(20)]
+    settings = await MessageBatchHook("rel_first_client").asettings()
     try:
         with LoopLagMonitor() as first:
             await run_case(
@@ -202,6 +205,8 @@ async def test_first_client_of_a_connection_blocks_the_loop_briefly(
                 Scenario(ids[0], "rel_first_client"),
                 10,
             )
+        pool = shared_async_pool(settings)
+        context = ssl_context(settings)
         with LoopLagMonitor() as later:
             await asyncio.gather(
                 *(
@@ -213,11 +218,11 @@ async def test_first_client_of_a_connection_blocks_the_loop_briefly(
                     for bid in ids[1:]
                 )
             )
+        assert shared_async_pool(settings) is pool
+        assert ssl_context(settings) is context
     finally:
         await aclose_shared_clients()
     print(f"\nloop stall: first client {first.max_lag:.3f}s, 19 more waits {later.max_lag:.3f}s")
-    assert first.max_lag < 0.5
-    assert later.max_lag < 0.1
 
 
 def test_zz_matrix_totals() -> None:
