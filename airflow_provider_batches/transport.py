@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -65,7 +65,6 @@ class Attempts:
     parse: Callable[[httpx.Response, ApiRequest, str], Any]
     backoff: Backoff = DEFAULT_BACKOFF
     attempt: int = 0
-    history: list[str] = field(default_factory=list)
 
     def after_response(self, response: httpx.Response) -> Any:
         """The parsed result, or a :class:`_Retry`; raises once retrying is pointless."""
