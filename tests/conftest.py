@@ -28,6 +28,9 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from airflow_provider_batches.clients import close_shared_sync_clients
+
+    close_shared_sync_clients()
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
