@@ -130,11 +130,6 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
         response.stream = _ReleasingStream(response.stream, self._busy, index)
         return response
 
-    @property
-    def connections(self) -> list[Any]:
-        """Every pool's connections, for inspection."""
-        return [conn for shard in self._shards for conn in shard._pool.connections]
-
     async def aclose(self) -> None:
         for shard in self._shards:
             await shard.aclose()

@@ -115,7 +115,9 @@ class ClientSettings:
             api_key=conn.password,
             anthropic_version=_version(conn_id, extras.get("anthropic_version")),
             betas=_betas(conn_id, extras.get("betas")),
-            timeout=_number(conn_id, "timeout", extras.get("timeout"), DEFAULT_TIMEOUT, float),
+            timeout=_number(
+                conn_id, "timeout", extras.get("timeout"), DEFAULT_TIMEOUT, float, positive=True
+            ),
             max_retries=int(
                 _number(conn_id, "max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, int)
             ),
@@ -265,14 +267,15 @@ def _betas(conn_id: str, value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _number(conn_id: str, name: str, value: Any, default: float, kind: type) -> float:
+def _number(
+    conn_id: str, name: str, value: Any, default: float, kind: type, *, positive: bool = False
+) -> float:
     if value is None or value == "":
         return default
     try:
         number = kind(value)
     except (TypeError, ValueError):
         number = None
-    positive = name == "timeout"
     if (
         isinstance(value, bool)
         or number is None

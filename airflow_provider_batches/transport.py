@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _MAX_MESSAGE_CHARS = 500
+_MAX_REQUEST_ID_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def error_from_response(response: httpx.Response, request: ApiRequest, secret: s
         batch_id=request.batch_id,
         status_code=status,
         error_type=error_type,
-        request_id=_request_id(request_id, secret),
+        request_id=_short_str(request_id, secret, _MAX_REQUEST_ID_CHARS) or None,
     )
 
 
@@ -213,7 +214,8 @@ def invalid_response(
         url=request.url,
         batch_id=request.batch_id,
         status_code=response.status_code,
-        request_id=_request_id(response.headers.get("request-id"), secret),
+        request_id=_short_str(response.headers.get("request-id"), secret, _MAX_REQUEST_ID_CHARS)
+        or None,
     )
 
 
@@ -231,10 +233,6 @@ def response_json(response: httpx.Response, request: ApiRequest, secret: str) ->
         ) from None
 
 
-def _request_id(value: str | None, secret: str) -> str | None:
-    return redact(value, secret)[:200] if value else None
-
-
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
@@ -246,8 +244,8 @@ def _has_retry_after(headers: Mapping[str, str]) -> bool:
     return "retry-after" in headers or "retry-after-ms" in headers
 
 
-def _short_str(value: Any, secret: str) -> str | None:
-    """A string from the response body, without the API key, then cut to a sane length."""
+def _short_str(value: Any, secret: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
+    """A string from the response, without the API key, then cut to ``limit`` characters."""
     if not isinstance(value, str):
         return None
-    return redact(value, secret)[:_MAX_MESSAGE_CHARS]
+    return redact(value, secret)[:limit]
