@@ -23,7 +23,6 @@ from airflow_provider_batches.exceptions import (
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
-from airflow_provider_batches.settings import validate_batch_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -129,10 +128,7 @@ class MessageBatchSensor(BaseSensorOperator):
         return MessageBatchHook(self.conn_id)
 
     def execute(self, context: Context) -> Any:
-        try:
-            validate_batch_id(self.batch_id)
-        except InvalidBatchIdError as error:
-            raise BatchPermanentError(str(error), batch_id=str(self.batch_id)) from error
+        # A bad batch id fails in _retrieve_or_none (the hook checks it before any request).
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: a batch that has already ended needs no deferral.
