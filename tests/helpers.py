@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,3 +29,13 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def assert_no_secret_in_records(records: list[logging.LogRecord], *secrets: str) -> None:
+    """Fail if any secret appears in a record's message, arguments or formatted form."""
+    assert records, "the log audit saw no records at all"
+    formatter = logging.Formatter()
+    for record in records:
+        for text in (record.getMessage(), repr(record.args), formatter.format(record)):
+            for secret in secrets:
+                assert secret not in text, f"a secret is in a log record from {record.name}"

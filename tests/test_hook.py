@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import API_KEY, connection_json
+from helpers import API_KEY, assert_no_secret_in_records, connection_json
 
 from airflow_provider_batches import __version__
 from airflow_provider_batches.clients import close_shared_sync_clients
@@ -54,14 +54,8 @@ def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every log record of every test in this module is searched for the API key."""
     caplog.set_level(logging.DEBUG)
     yield
-    formatter = logging.Formatter()
     records = caplog.get_records("setup") + caplog.get_records("call")
-    assert records, "the log audit saw no records at all"
-    for record in records:
-        texts = (record.getMessage(), repr(record.args), formatter.format(record))
-        for text in texts:
-            assert API_KEY not in text, f"API key in log record from {record.name}"
-            assert WRONG_KEY not in text, f"wrong API key in log record from {record.name}"
+    assert_no_secret_in_records(records, API_KEY, WRONG_KEY)
 
 
 @pytest.fixture(autouse=True)

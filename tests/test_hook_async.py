@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from helpers import API_KEY
+from helpers import API_KEY, assert_no_secret_in_records
 
 from airflow_provider_batches.clients import aclose_shared_clients, shared_async_pool
 from airflow_provider_batches.exceptions import (
@@ -36,13 +36,8 @@ Connect = Callable[..., MessageBatchHook]
 def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.DEBUG)
     yield
-    formatter = logging.Formatter()
     records = caplog.get_records("setup") + caplog.get_records("call")
-    assert records, "the log audit saw no records at all"
-    for record in records:
-        texts = (record.getMessage(), repr(record.args), formatter.format(record))
-        for text in texts:
-            assert API_KEY not in text, f"API key in log record from {record.name}"
+    assert_no_secret_in_records(records, API_KEY)
 
 
 @pytest.fixture(autouse=True)
