@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=100_000,
         help="request log size (counters stay exact beyond it)",
     )
+    serve.add_argument(
+        "--rate-limit-rpm",
+        type=float,
+        default=None,
+        help="enforce this many requests per minute per API key (429 + retry-after beyond)",
+    )
+    serve.add_argument(
+        "--rate-limit-burst", type=float, default=None, help="token bucket size (default: rpm)"
+    )
     serve.add_argument("--allow-non-loopback", action="store_true")
     return parser
 
@@ -74,6 +83,7 @@ async def _serve(args: argparse.Namespace, api_key: str) -> None:
         latency=args.latency,
         max_recorded_requests=args.max_recorded_requests,
     )
+    state.rate_limit.configure(args.rate_limit_rpm, args.rate_limit_burst)
     app = FakeApp(state, api_key, backlog=args.backlog, allow_non_loopback=args.allow_non_loopback)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 
@@ -77,6 +78,26 @@ class ApiRoutes:
     async def handle(self, request: HttpRequest, target: Target) -> HttpResponse:
         authenticated = self._authenticated(request)
         self._record(request, target, authenticated)
+        if authenticated and self._state.rate_limit.enabled:
+            # Counted at arrival, before faults are claimed: a rejected request uses none.
+            allowed, limit_headers = self._state.rate_limit.take("api-key")
+            if not allowed:
+                await asyncio.sleep(self._state.latency)
+                return error_response(
+                    429,
+                    "Number of request tokens has exceeded your per-minute rate limit.",
+                    error_type="rate_limit_error",
+                    extra=limit_headers,
+                )
+            response = await self._answer(request, target, authenticated)
+            return dataclasses.replace(
+                response, headers=response.headers + tuple(limit_headers.items())
+            )
+        return await self._answer(request, target, authenticated)
+
+    async def _answer(
+        self, request: HttpRequest, target: Target, authenticated: bool
+    ) -> HttpResponse:
         batch_id = target_batch_id(target)
         # Faults are claimed in arrival order, before the latency sleep.
         fault = self._state.take_fault(request.method, batch_id)

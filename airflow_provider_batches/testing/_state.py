@@ -15,6 +15,7 @@ from typing import Any
 
 from ._batches import MAX_REQUESTS, BatchRecord, normalize_outcomes
 from ._ids import new_batch_id
+from ._ratelimit import RateLimiter
 from ._types import FakeApiError, Fault, RecordedRequest
 
 DEFAULT_EXPIRES_AFTER = 86_400.0
@@ -76,6 +77,7 @@ class FakeState:
         self._by_batch: Counter[tuple[str, str]] = Counter()
         self._total_requests = 0
         self._connections_opened = 0
+        self.rate_limit = RateLimiter(clock)
 
     # ---- batches ---------------------------------------------------------------------------
 
@@ -342,6 +344,7 @@ class FakeState:
                 "batches": len(self._batches),
                 "pending_faults": len(self._faults),
                 "latency": self._latency,
+                "rate_limited": self.rate_limit.rejected,
             }
 
     def reset(self) -> None:
@@ -354,3 +357,4 @@ class FakeState:
             self._by_batch.clear()
             self._total_requests = 0
             self._connections_opened = 0
+        self.rate_limit.reset()

@@ -35,6 +35,8 @@ class FakeBatchesServer:
         allow_non_loopback: bool = False,
         backlog: int = 4096,
         max_recorded_requests: int | None = 100_000,
+        rate_limit_per_minute: float | None = None,
+        rate_limit_burst: float | None = None,
     ) -> None:
         self._api_key = api_key
         self._host = host
@@ -44,6 +46,7 @@ class FakeBatchesServer:
             latency=latency,
             max_recorded_requests=max_recorded_requests,
         )
+        self._state.rate_limit.configure(rate_limit_per_minute, rate_limit_burst)
         self._app = FakeApp(
             self._state, api_key, backlog=backlog, allow_non_loopback=allow_non_loopback
         )
@@ -196,6 +199,16 @@ class FakeBatchesServer:
     def set_latency(self, seconds: float) -> None:
         """Delay every API response by ``seconds`` (without blocking other clients)."""
         self._state.set_latency(seconds)
+
+    def set_rate_limit(self, per_minute: float | None, burst: float | None = None) -> None:
+        """Enforce ``per_minute`` requests per API key with a token bucket of ``burst``
+        (default: a minute's worth); None turns the rate-limit mode off. Buckets start full."""
+        self._state.rate_limit.configure(per_minute, burst)
+
+    @property
+    def rate_limited(self) -> int:
+        """429 ``rate_limit_error`` answers sent so far."""
+        return self._state.rate_limit.rejected
 
     @property
     def requests(self) -> list[RecordedRequest]:
