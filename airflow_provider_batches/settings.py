@@ -20,6 +20,7 @@ DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_CONNECTIONS = 32
+DEFAULT_MAX_REQUESTS_PER_MINUTE = 50.0  # the Batches API's tier-1 limit
 BATCHES_PATH = "/v1/messages/batches"
 MAX_BATCH_ID_LENGTH = 1024
 
@@ -33,6 +34,7 @@ _KNOWN_EXTRAS = frozenset(
         "max_connections",
         "verify",
         "workspace_id",
+        "max_requests_per_minute",
     }
 )
 
@@ -68,6 +70,7 @@ class ClientSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     verify: bool | str = True
     workspace_id: str | None = None
+    max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -135,6 +138,7 @@ class ClientSettings:
             ),
             verify=_verify(conn_id, extras.get("verify")),
             workspace_id=_optional_str(conn_id, "workspace_id", extras.get("workspace_id")),
+            max_requests_per_minute=_requests_per_minute(conn_id, extras),
         )
 
 
@@ -312,3 +316,15 @@ def _optional_str(conn_id: str, name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value.isprintable():
         raise ConnectionConfigError(f"Connection {conn_id!r}: extra {name!r} must be a string.")
     return value
+
+
+def _requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:
+    value = extras.get("max_requests_per_minute")
+    return _number(
+        conn_id,
+        "max_requests_per_minute (the organisation's Batches API rate limit, 50 at tier 1)",
+        value,
+        DEFAULT_MAX_REQUESTS_PER_MINUTE,
+        float,
+        positive=True,
+    )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from airflow_provider_batches import budget
 from airflow_provider_batches.exceptions import (
     APIConnectionError,
     APIError,
@@ -119,10 +120,12 @@ def send(
 ) -> T:
     attempts = Attempts(settings, request, parse)
     while True:
+        budget.spend(settings)
         try:
             response = client.request(
                 request.method, request.url, headers=settings.headers(), json=request.json_body
             )
+            budget.observe(settings, response.status_code, response.headers)
             outcome = attempts.after_response(response)
         except httpx.HTTPError as exc:
             outcome = attempts.after_transport_error(exc)
@@ -143,12 +146,15 @@ async def asend(
         try:
             # The gate keeps waiting requests in a cheap FIFO instead of the pool's wait list.
             async with gate:
+                # Inside the gate: a 429 seen meanwhile still holds back every request queued.
+                await budget.aspend(settings)
                 response = await client.request(
                     request.method,
                     request.url,
                     headers=settings.headers(),
                     json=request.json_body,
                 )
+            budget.observe(settings, response.status_code, response.headers)
             outcome = attempts.after_response(response)
         except httpx.HTTPError as exc:
             outcome = attempts.after_transport_error(exc)
