@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from airflow_provider_batches.events import error_event, success_event, timeout_
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.watcher import watcher_for
 
 DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_EXPIRY_GRACE = 3600.0
@@ -24,7 +24,10 @@ POLL_JITTER = 0.2
 
 
 class MessageBatchTrigger(BaseTrigger):
-    """Polls ``GET /v1/messages/batches/{batch_id}`` until the batch ends, then yields one event.
+    """Waits until the batch ends, then yields one event.
+
+    Polls go through the connection's watcher (``watcher.py``), which answers every trigger of
+    one connection in the triggerer from shared list pages, or retrieves where that is cheaper.
 
     All state comes from the API, so a trigger rebuilt from :meth:`serialize` in another
     triggerer process carries on where the last one stopped.
@@ -91,7 +94,8 @@ class MessageBatchTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         """Poll until there is something to report; returns the one event payload."""
-        hook = MessageBatchHook(self.conn_id)
+        watcher = watcher_for(self.conn_id)
+        wait = 0.0
         progress = _ProgressLog(self, self.log_interval)
         last_batch: MessageBatch | None = None
         streak = _FailureStreak(self.max_consecutive_errors, self.error_tolerance)
@@ -100,7 +104,7 @@ class MessageBatchTrigger(BaseTrigger):
                 return timeout_event(self.batch_id, last_batch, reason="deadline")
             server_wait = 0.0
             try:
-                batch = await hook.aretrieve_batch(self.batch_id)
+                batch = await watcher.poll(self.batch_id, within=wait)
             except APIError as error:
                 if not error.retryable or streak.record_failure():
                     return error_event(self.batch_id, error, last_batch, streak.describe())
@@ -121,7 +125,7 @@ class MessageBatchTrigger(BaseTrigger):
                     return success_event(batch)
                 if time.time() > batch.expires_at.timestamp() + self.expiry_grace:
                     return timeout_event(self.batch_id, batch, reason="expired")
-            await asyncio.sleep(self._next_wait(server_wait))
+            wait = self._next_wait(server_wait)
 
     def _next_wait(self, server_wait: float) -> float:
         wait = max(self.poll_interval * (1 - POLL_JITTER * random.random()), server_wait)

@@ -1,0 +1,91 @@
+"""The watcher's requests: list pages and single retrieves, on the connection's shared pool.
+
+``alist_page`` is private to the watcher for now; once the hook has ``alist_batches`` (with a
+page model) the watcher can call that instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from airflow_provider_batches.clients import shared_async_pool
+from airflow_provider_batches.hooks.batch import parse_batch
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.transport import ApiRequest, asend, invalid_response, response_json
+
+log = logging.getLogger(__name__)
+
+#: The most batches one list request returns.
+PAGE_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ListPage:
+    batches: list[MessageBatch]
+    has_more: bool
+    last_id: str | None
+
+
+async def alist_page(settings: ClientSettings, after_id: str | None) -> ListPage:
+    """``GET /v1/messages/batches?limit=1000[&after_id=...]``: one page, newest first."""
+    url = f"{settings.batches_url()}?limit={PAGE_LIMIT}"
+    if after_id is not None:
+        url += f"&after_id={quote(after_id, safe='')}"
+    pool = shared_async_pool(settings)
+    return await asend(pool.client, pool.gate, settings, ApiRequest("GET", url), parse_page)
+
+
+async def aretrieve(settings: ClientSettings, batch_id: str) -> MessageBatch:
+    """``GET /v1/messages/batches/{batch_id}``."""
+    pool = shared_async_pool(settings)
+    request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
+    return await asend(pool.client, pool.gate, settings, request, parse_batch)
+
+
+def parse_page(response: httpx.Response, request: ApiRequest, secret: str) -> ListPage:
+    """The page's batches; an entry that is not a valid batch is left out (its waits then
+    retrieve it, and get that request's own error)."""
+    if secret and secret.encode() in response.content:
+        raise invalid_response(response, request, secret, "the body contains the API key")
+    body = response_json(response, request, secret)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise invalid_response(response, request, secret, "not a list of message batches")
+    batches: list[MessageBatch] = []
+    skipped = 0
+    for item in body["data"][:PAGE_LIMIT]:
+        try:
+            batch = MessageBatch.model_validate(item)
+            batch.to_xcom()
+        except (ValidationError, ValueError, RecursionError):
+            skipped += 1
+            continue
+        batches.append(batch)
+    if skipped:
+        log.warning("Skipped %d list entries that are not valid message batches", skipped)
+    last_id = body.get("last_id")
+    return ListPage(
+        batches=batches,
+        has_more=body.get("has_more") is True,
+        last_id=last_id if isinstance(last_id, str) and last_id else None,
+    )
+
+
+def pages_worth(needed: list[float]) -> int:
+    """How many more pages to read, given the pages each wanted batch still needs.
+
+    Reading ``k`` pages costs ``k`` requests and saves a retrieve for every batch that needs at
+    most ``k``; the cheapest ``k`` wins, and on a tie the fewer pages (a retrieve is exact).
+    """
+    finite = sorted(n for n in needed if n != float("inf"))
+    best_pages, best_cost = 0, float(len(needed))
+    for covered, pages in enumerate(finite, start=1):
+        cost = pages + len(needed) - covered
+        if cost < best_cost:
+            best_pages, best_cost = int(pages), cost
+    return best_pages

@@ -1,0 +1,271 @@
+"""One watcher per (connection, event loop): every wait of a connection shares its polls.
+
+A wait calls :meth:`BatchWatcher.poll` with the longest gap it accepts and gets the batch as the
+API reports it, from the watcher's next cycle. A cycle runs when the earliest wait is due and
+covers the watched batches with as few requests as it can: list pages (up to 1,000 batches each,
+newest first, paged back with ``after_id`` while that is cheaper than retrieving what is left),
+then one retrieve per due batch the pages did not cover (an old batch, a deleted one). Each
+answer goes to the waits of that batch only, a 404 included. Waits never own a task: each one
+is a future the watcher resolves.
+
+What a wait does with the batch (deadlines, expiry, error tolerance, the one event) stays in the
+trigger; requests still go through the connection's budget (``budget.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from typing import Any
+
+from airflow_provider_batches.exceptions import MessageBatchError
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.settings import ClientSettings, validate_batch_id
+from airflow_provider_batches.watch_pages import PAGE_LIMIT, alist_page, aretrieve, pages_worth
+
+log = logging.getLogger(__name__)
+
+#: Seconds a connection lookup is reused, so a rotated key is picked up this soon.
+SETTINGS_TTL = 30.0
+#: A wait that asks for an answer at once (a trigger's first poll) gets it this much later, so
+#: that waits starting together (a triggerer taking over thousands) share the first cycle.
+GATHER_SECONDS = 0.02
+#: Waits resumed per event-loop iteration when a cycle hands out batches.
+HANDOUT_CHUNK = 200
+
+
+class _Waiter:
+    __slots__ = ("due", "future")
+
+    def __init__(self, future: asyncio.Future[MessageBatch], due: float) -> None:
+        self.future = future
+        self.due = due
+
+
+class BatchWatcher:
+    """Polls the batches its waits ask for; one per (connection id, event loop)."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        self._waiting: dict[str, list[_Waiter]] = {}
+        self._created_at: dict[str, float] = {}  # epoch seconds, for batches seen at least once
+        self._items_per_second = 0.0  # list density seen by the last listing, for estimates
+        self._driver: asyncio.Task[None] | None = None
+        self._cycle_task: asyncio.Task[None] | None = None
+        self._retrieving: dict[str, asyncio.Task[None]] = {}
+        self._wakeup: asyncio.Future[None] | None = None
+        self._next_cycle_at = math.inf
+        self._settings: ClientSettings | None = None
+        self._settings_expire_at = 0.0
+        self.lookups = 0
+        self.cycles = 0
+
+    async def poll(self, batch_id: str, within: float) -> MessageBatch:
+        """The batch from a cycle starting at most ``within`` seconds from now (or sooner)."""
+        validate_batch_id(batch_id)
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(
+            loop.create_future(), loop.time() + (within if within > 0 else GATHER_SECONDS)
+        )
+        self._waiting.setdefault(batch_id, []).append(waiter)
+        self._wake_for(waiter.due)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            self._forget(batch_id, waiter)
+            raise
+
+    def _forget(self, batch_id: str, waiter: _Waiter) -> None:
+        waiters = self._waiting.get(batch_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                # Nobody waits for this batch any more: stop its request, freeing the socket.
+                del self._waiting[batch_id]
+                retrieve = self._retrieving.get(batch_id)
+                if retrieve is not None:
+                    retrieve.cancel()
+                if not self._waiting and self._cycle_task is not None:
+                    self._cycle_task.cancel()
+
+    def _wake_for(self, due: float) -> None:
+        if self._driver is None or self._driver.done():
+            self._next_cycle_at = due
+            self._driver = asyncio.get_running_loop().create_task(self._drive())
+        elif due < self._next_cycle_at and self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            self._next_cycle_at = min(w.due for ws in self._waiting.values() for w in ws)
+            delay = self._next_cycle_at - loop.time()
+            if delay > 0:
+                self._wakeup = loop.create_future()
+                timer = loop.call_later(delay, _resolve, self._wakeup)
+                try:
+                    await self._wakeup
+                finally:
+                    timer.cancel()
+                    self._wakeup = None
+                continue
+            self._next_cycle_at = -math.inf  # a cycle is running: new waits join the next
+            # Its own task, so that it can be cancelled once nobody waits (freeing the socket)
+            # without cancelling the driver.
+            cycle = self._cycle_task = loop.create_task(self._cycle())
+            try:
+                await asyncio.wait({cycle})
+            finally:
+                cycle.cancel()
+                self._cycle_task = None
+            if not cycle.cancelled() and cycle.exception() is not None:
+                error = cycle.exception()
+                assert error is not None
+                log.error("Watcher for %s: cycle failed", self.conn_id, exc_info=error)
+                await self._hand_out_error(self._due_ids(loop.time()), error)
+
+    def _due_ids(self, now: float) -> list[str]:
+        return [b for b, ws in self._waiting.items() if any(w.due <= now for w in ws)]
+
+    async def _connection(self) -> ClientSettings:
+        """The connection's settings: one lookup per TTL for every wait of this watcher (the
+        driver runs one cycle at a time, so lookups never overlap)."""
+        now = time.monotonic()
+        if self._settings is None or now >= self._settings_expire_at:
+            from airflow_provider_batches.hooks.batch import MessageBatchHook
+
+            self.lookups += 1
+            self._settings = await MessageBatchHook(self.conn_id).asettings()
+            self._settings_expire_at = now + SETTINGS_TTL
+        return self._settings
+
+    async def _cycle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.cycles += 1
+        for batch_id in [b for b in self._created_at if b not in self._waiting]:
+            del self._created_at[batch_id]
+        due = self._due_ids(loop.time())
+        try:
+            settings = await self._connection()
+        except BaseException as error:
+            await self._hand_out_error(due, error)
+            return
+        seen: dict[str, MessageBatch] = {}
+        covered_since = math.inf
+        try:
+            covered_since = await self._list(settings, due, seen)
+        except MessageBatchError as error:
+            # The due waits the pages did not answer count one failed poll each.
+            await self._hand_out(seen)
+            await self._hand_out_error([b for b in due if b not in seen], error)
+            return
+        await self._hand_out(seen)
+        missing = [b for b in due if b not in seen and b in self._waiting]
+        if missing:
+            self._note_uncovered(missing, covered_since)
+            for batch_id in missing:
+                retrieve = loop.create_task(self._retrieve_one(settings, batch_id))
+                self._retrieving[batch_id] = retrieve
+            try:
+                await asyncio.gather(*self._retrieving.values(), return_exceptions=True)
+            finally:
+                for task in self._retrieving.values():
+                    task.cancel()
+                self._retrieving.clear()
+
+    def _note_uncovered(self, missing: list[str], covered_since: float) -> None:
+        for batch_id in missing:
+            created = self._created_at.get(batch_id)
+            if created is not None and created >= covered_since:
+                log.info("Batch %s was not in the list pages (deleted?); retrieving it", batch_id)
+
+    def _pages_needed(self, batch_id: str, newest: float, floor: float) -> float:
+        """Estimated further list pages to reach this batch; inf when paging cannot help."""
+        created = self._created_at.get(batch_id)
+        if created is None:  # never seen: probably new, so on the first page; else retrieve
+            return 1.0 if floor == math.inf else math.inf
+        if created >= floor:  # the pages read cover it, yet it was not there (deleted?)
+            return math.inf
+        if self._items_per_second <= 0:
+            return 1.0
+        items = (min(floor, newest) - created) * self._items_per_second
+        return max(1.0, math.ceil(items / PAGE_LIMIT))
+
+    async def _list(self, settings: ClientSettings, due: list[str], seen: dict[str, Any]) -> float:
+        """Read list pages while cheaper than retrieving; returns the oldest created_at read."""
+        newest = time.time()
+        floor = math.inf
+        after_id: str | None = None
+        read = 0
+        while True:
+            wanted = [b for b in due if b not in seen]
+            if pages_worth([self._pages_needed(b, newest, floor) for b in wanted]) < 1:
+                return floor
+            page = await alist_page(settings, after_id)
+            for batch in page.batches:
+                created = batch.created_at.timestamp()
+                if read == 0:
+                    newest = created
+                read += 1
+                floor = min(floor, created)
+                if batch.id in self._waiting:
+                    seen[batch.id] = batch
+                    self._created_at[batch.id] = created
+            if newest > floor:
+                self._items_per_second = read / (newest - floor)
+            if not page.has_more or page.last_id is None:
+                return -math.inf  # every batch the API lists was read
+            after_id = page.last_id
+
+    async def _retrieve_one(self, settings: ClientSettings, batch_id: str) -> None:
+        try:
+            batch = await aretrieve(settings, batch_id)
+        except Exception as error:
+            await self._hand_out_error([batch_id], error)
+        else:
+            self._created_at[batch_id] = batch.created_at.timestamp()
+            await self._hand_out({batch_id: batch})
+
+    async def _hand_out(self, batches: dict[str, MessageBatch]) -> None:
+        resumed = 0
+        for batch_id, batch in batches.items():
+            for waiter in self._waiting.pop(batch_id, ()):
+                if not waiter.future.done():
+                    waiter.future.set_result(batch)
+                    resumed += 1
+            if resumed >= HANDOUT_CHUNK:  # let those waits run before waking more
+                resumed = 0
+                await asyncio.sleep(0)
+
+    async def _hand_out_error(self, batch_ids: list[str], error: BaseException) -> None:
+        resumed = 0
+        for batch_id in batch_ids:
+            for waiter in self._waiting.pop(batch_id, ()):
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+                    resumed += 1
+            if resumed >= HANDOUT_CHUNK:
+                resumed = 0
+                await asyncio.sleep(0)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BatchWatcher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def watcher_for(conn_id: str) -> BatchWatcher:
+    """The running loop's watcher of ``conn_id``, created on first use."""
+    watchers = _watchers.setdefault(asyncio.get_running_loop(), {})
+    watcher = watchers.get(conn_id)
+    if watcher is None:
+        watcher = watchers[conn_id] = BatchWatcher(conn_id)
+    return watcher
