@@ -33,6 +33,8 @@ SETTINGS_TTL = 30.0
 #: A wait that asks for an answer at once (a trigger's first poll) gets it this much later, so
 #: that waits starting together (a triggerer taking over thousands) share the first cycle.
 GATHER_SECONDS = 0.02
+#: Seconds a batch can be in progress (``expires_at`` is creation + 24 h).
+IN_PROGRESS_MAX_AGE = 86_400.0
 #: Waits resumed per event-loop iteration when a cycle hands out batches.
 HANDOUT_CHUNK = 200
 
@@ -52,7 +54,8 @@ class BatchWatcher:
         self.conn_id = conn_id
         self._waiting: dict[str, list[_Waiter]] = {}
         self._created_at: dict[str, float] = {}  # epoch seconds, for batches seen at least once
-        self._items_per_second = 0.0  # list density seen by the last listing, for estimates
+        self._page_floors: list[float] = []  # oldest created_at on each page, last listing
+        self._items_per_second = 0.0  # batches per second of creation time, last listing
         self._driver: asyncio.Task[None] | None = None
         self._cycle_task: asyncio.Task[None] | None = None
         self._retrieving: dict[str, asyncio.Task[None]] = {}
@@ -156,7 +159,7 @@ class BatchWatcher:
         seen: dict[str, MessageBatch] = {}
         covered_since = math.inf
         try:
-            covered_since = await self._list(settings, due, seen)
+            covered_since = await self._list(settings, seen)
         except MessageBatchError as error:
             # The due waits the pages did not answer count one failed poll each.
             await self._hand_out(seen)
@@ -182,43 +185,61 @@ class BatchWatcher:
             if created is not None and created >= covered_since:
                 log.info("Batch %s was not in the list pages (deleted?); retrieving it", batch_id)
 
-    def _pages_needed(self, batch_id: str, newest: float, floor: float) -> float:
-        """Estimated further list pages to reach this batch; inf when paging cannot help."""
+    def _pages_needed(self, batch_id: str, pages_read: int, floor: float) -> float:
+        """Estimated further list pages to reach this batch; inf when paging cannot help.
+
+        Known batches are placed with the page boundaries of the last listing (new batches
+        since then shift them by little), extrapolated with its density beyond them.
+        """
         created = self._created_at.get(batch_id)
-        if created is None:  # never seen: probably new, so on the first page; else retrieve
-            return 1.0 if floor == math.inf else math.inf
+        if created is None:
+            # Never seen: probably recent, so one page further, until the pages read reach
+            # back a day (a batch in progress is at most 24 h old; an older one has ended, and
+            # one retrieve answers for it).
+            return 1.0 if floor > time.time() - IN_PROGRESS_MAX_AGE else math.inf
         if created >= floor:  # the pages read cover it, yet it was not there (deleted?)
             return math.inf
-        if self._items_per_second <= 0:
-            return 1.0
-        items = (min(floor, newest) - created) * self._items_per_second
-        return max(1.0, math.ceil(items / PAGE_LIMIT))
+        floors = self._page_floors
+        pages = next((i + 1 for i, f in enumerate(floors) if f <= created), None)
+        if pages is None:
+            if not floors or self._items_per_second <= 0:
+                return 1.0
+            items = (floors[-1] - created) * self._items_per_second
+            pages = len(floors) + math.ceil(items / PAGE_LIMIT)
+        return float(max(1, pages - pages_read))
 
-    async def _list(self, settings: ClientSettings, due: list[str], seen: dict[str, Any]) -> float:
+    async def _list(self, settings: ClientSettings, seen: dict[str, Any]) -> float:
         """Read list pages while cheaper than retrieving; returns the oldest created_at read."""
-        newest = time.time()
-        floor = math.inf
-        after_id: str | None = None
+        floors: list[float] = []
+        newest = floor = math.inf
         read = 0
-        while True:
-            wanted = [b for b in due if b not in seen]
-            if pages_worth([self._pages_needed(b, newest, floor) for b in wanted]) < 1:
-                return floor
-            page = await alist_page(settings, after_id)
-            for batch in page.batches:
-                created = batch.created_at.timestamp()
-                if read == 0:
-                    newest = created
-                read += 1
-                floor = min(floor, created)
-                if batch.id in self._waiting:
-                    seen[batch.id] = batch
-                    self._created_at[batch.id] = created
-            if newest > floor:
-                self._items_per_second = read / (newest - floor)
-            if not page.has_more or page.last_id is None:
-                return -math.inf  # every batch the API lists was read
-            after_id = page.last_id
+        after_id: str | None = None
+        try:
+            while True:
+                # Every watched batch counts, due or not: a page answers those due later
+                # too, which puts all the waits on one cadence instead of a request each.
+                wanted = [b for b in self._waiting if b not in seen]
+                needed = [self._pages_needed(b, len(floors), floor) for b in wanted]
+                if pages_worth(needed) < 1:
+                    return floor
+                page = await alist_page(settings, after_id)
+                for batch in page.batches:
+                    created = batch.created_at.timestamp()
+                    newest = created if read == 0 else newest
+                    floor = min(floor, created)
+                    read += 1
+                    if batch.id in self._waiting:
+                        seen[batch.id] = batch
+                        self._created_at[batch.id] = created
+                floors.append(floor)
+                if not page.has_more or page.last_id is None:
+                    return -math.inf  # every batch the API lists was read
+                after_id = page.last_id
+        finally:
+            if floors:
+                self._page_floors = floors + self._page_floors[len(floors) :]
+                if newest > floor:
+                    self._items_per_second = read / (newest - floor)
 
     async def _retrieve_one(self, settings: ClientSettings, batch_id: str) -> None:
         try:
