@@ -214,32 +214,30 @@ class BatchWatcher:
         newest = floor = math.inf
         read = 0
         after_id: str | None = None
-        try:
-            while True:
-                # Every watched batch counts, due or not: a page answers those due later
-                # too, which puts all the waits on one cadence instead of a request each.
-                wanted = [b for b in self._waiting if b not in seen]
-                needed = [self._pages_needed(b, len(floors), floor) for b in wanted]
-                if pages_worth(needed) < 1:
-                    return floor
-                page = await alist_page(settings, after_id)
-                for batch in page.batches:
-                    created = batch.created_at.timestamp()
-                    newest = created if read == 0 else newest
-                    floor = min(floor, created)
-                    read += 1
-                    if batch.id in self._waiting:
-                        seen[batch.id] = batch
-                        self._created_at[batch.id] = created
-                floors.append(floor)
-                if not page.has_more or page.last_id is None:
-                    return -math.inf  # every batch the API lists was read
-                after_id = page.last_id
-        finally:
-            if floors:
-                self._page_floors = floors + self._page_floors[len(floors) :]
-                if newest > floor:
-                    self._items_per_second = read / (newest - floor)
+        while True:
+            # Every watched batch counts, due or not: a page answers those due later too,
+            # which puts all the waits on one cadence instead of a request each.
+            wanted = [b for b in self._waiting if b not in seen]
+            needed = [self._pages_needed(b, len(floors), floor) for b in wanted]
+            if pages_worth(needed) < 1:
+                return floor
+            page = await alist_page(settings, after_id)
+            for batch in page.batches:
+                created = batch.created_at.timestamp()
+                newest = created if read == 0 else newest
+                floor = min(floor, created)
+                read += 1
+                if batch.id in self._waiting:
+                    seen[batch.id] = batch
+                    self._created_at[batch.id] = created
+            # What this listing learnt replaces the last one's boundaries, page by page.
+            floors.append(floor)
+            self._page_floors = floors + self._page_floors[len(floors) :]
+            if newest > floor:
+                self._items_per_second = read / (newest - floor)
+            if not page.has_more or page.last_id is None:
+                return -math.inf  # every batch the API lists was read
+            after_id = page.last_id
 
     async def _retrieve_one(self, settings: ClientSettings, batch_id: str) -> None:
         try:

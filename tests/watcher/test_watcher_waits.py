@@ -134,3 +134,24 @@ async def test_a_cancelled_wait_leaves_the_others_served(
     batches = await asyncio.gather(*others)
     assert [b.id for b in batches] == ids
     assert cancelled.cancelled()
+
+
+async def test_a_404_among_retrieves_of_one_cycle_reaches_only_its_poll(
+    fake: FakeBatchesServer, conn: str
+) -> None:
+    """Two batches retrieved in the same cycle (one old and known, one never existing): the
+    404 answers first, and still only its own poll gets it."""
+    old = fake.create_batch(num_requests=1, ends_after=None)["id"]
+    watcher = watcher_for(conn)
+    await watcher.poll(old, within=0)  # learns its age
+    fake.create_batches_bulk(3000, 0.0, 0.0)
+    await asyncio.gather(watcher.poll(old, within=0), watcher.poll(old, within=0))
+    fake.inject_fault(Fault("delay", delay=0.5, batch_id=old))
+    found, missing = await asyncio.gather(
+        watcher.poll(old, within=0),
+        watcher.poll("msgbatch_never_created", within=0),
+        return_exceptions=True,
+    )
+    assert isinstance(missing, NotFoundError)
+    assert not isinstance(found, BaseException)
+    assert found.id == old
