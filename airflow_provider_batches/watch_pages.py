@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -27,7 +28,10 @@ PAGE_LIMIT = 1000
 
 @dataclass(frozen=True)
 class ListPage:
-    batches: list[MessageBatch]
+    """One page; ``items`` are still raw JSON, validated by :func:`valid_batches` in slices so
+    that a 1,000-batch page never holds the event loop for long."""
+
+    items: list[Any]
     has_more: bool
     last_id: str | None
 
@@ -49,31 +53,33 @@ async def aretrieve(settings: ClientSettings, batch_id: str) -> MessageBatch:
 
 
 def parse_page(response: httpx.Response, request: ApiRequest, secret: str) -> ListPage:
-    """The page's batches; an entry that is not a valid batch is left out (its waits then
-    retrieve it, and get that request's own error)."""
+    """The page's shape; the entries are checked later, one by one (see :func:`valid_batches`)."""
     if secret and secret.encode() in response.content:
         raise invalid_response(response, request, secret, "the body contains the API key")
     body = response_json(response, request, secret)
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise invalid_response(response, request, secret, "not a list of message batches")
+    last_id = body.get("last_id")
+    return ListPage(
+        items=body["data"][:PAGE_LIMIT],
+        has_more=body.get("has_more") is True,
+        last_id=last_id if isinstance(last_id, str) and last_id else None,
+    )
+
+
+def valid_batches(items: list[Any]) -> list[MessageBatch]:
+    """The entries that are valid batches; one that is not is left out (its waits then
+    retrieve it, and get that request's own error)."""
     batches: list[MessageBatch] = []
-    skipped = 0
-    for item in body["data"][:PAGE_LIMIT]:
+    for item in items:
         try:
             batch = MessageBatch.model_validate(item)
             batch.to_xcom()
         except (ValidationError, ValueError, RecursionError):
-            skipped += 1
+            log.warning("Skipped a list entry that is not a valid message batch")
             continue
         batches.append(batch)
-    if skipped:
-        log.warning("Skipped %d list entries that are not valid message batches", skipped)
-    last_id = body.get("last_id")
-    return ListPage(
-        batches=batches,
-        has_more=body.get("has_more") is True,
-        last_id=last_id if isinstance(last_id, str) and last_id else None,
-    )
+    return batches
 
 
 def pages_worth(needed: list[float]) -> int:

@@ -24,7 +24,13 @@ from typing import Any
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings, validate_batch_id
-from airflow_provider_batches.watch_pages import PAGE_LIMIT, alist_page, aretrieve, pages_worth
+from airflow_provider_batches.watch_pages import (
+    PAGE_LIMIT,
+    alist_page,
+    aretrieve,
+    pages_worth,
+    valid_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ SETTINGS_TTL = 30.0
 GATHER_SECONDS = 0.02
 #: Seconds a batch can be in progress (``expires_at`` is creation + 24 h).
 IN_PROGRESS_MAX_AGE = 86_400.0
+#: List entries validated per event-loop iteration.
+VALIDATE_CHUNK = 250
 #: Waits resumed per event-loop iteration when a cycle hands out batches.
 HANDOUT_CHUNK = 200
 
@@ -222,7 +230,7 @@ class BatchWatcher:
             if pages_worth(needed) < 1:
                 return floor
             page = await alist_page(settings, after_id)
-            for batch in page.batches:
+            for batch in await _validated(page.items):
                 created = batch.created_at.timestamp()
                 newest = created if read == 0 else newest
                 floor = min(floor, created)
@@ -269,6 +277,15 @@ class BatchWatcher:
             if resumed >= HANDOUT_CHUNK:
                 resumed = 0
                 await asyncio.sleep(0)
+
+
+async def _validated(items: list[Any]) -> list[MessageBatch]:
+    batches: list[MessageBatch] = []
+    for start in range(0, len(items), VALIDATE_CHUNK):
+        if start:
+            await asyncio.sleep(0)  # other waits run between two slices of a big page
+        batches += valid_batches(items[start : start + VALIDATE_CHUNK])
+    return batches
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

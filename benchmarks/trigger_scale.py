@@ -91,6 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ours only: connection extra max_connections (default: the provider's default)",
     )
     parser.add_argument(
+        "--rate-limit-rpm",
+        type=float,
+        default=None,
+        help="the fake enforces this many requests per minute (429 + retry-after beyond)",
+    )
+    parser.add_argument(
+        "--max-requests-per-minute",
+        type=float,
+        default=None,
+        help="ours only: connection extra max_requests_per_minute (default: the provider's)",
+    )
+    parser.add_argument(
+        "--objects-after",
+        type=float,
+        default=3.0,
+        help="count GC-tracked objects this many seconds after the last trigger starts",
+    )
+    parser.add_argument(
         "--fake-python",
         default=str(OUR_VENV_PYTHON if OUR_VENV_PYTHON.exists() else sys.executable),
         help="Python that runs the fake API (needs this repository's package)",
@@ -123,8 +141,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class FakeProcess:
     """The fake API served by ``python -m airflow_provider_batches.testing serve``."""
 
-    def __init__(self, python: str, latency: float, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        python: str,
+        latency: float,
+        log_path: Path | None,
+        rate_limit_rpm: float | None = None,
+    ) -> None:
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        limit = [] if rate_limit_rpm is None else ["--rate-limit-rpm", repr(rate_limit_rpm)]
         self.proc = subprocess.Popen(
             [
                 python,
@@ -141,6 +166,7 @@ class FakeProcess:
                 repr(latency),
                 "--max-recorded-requests",
                 "5000000",
+                *limit,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -222,6 +248,8 @@ def trigger_factory(args: argparse.Namespace, url: str) -> tuple[Any, dict[str, 
         extra: dict[str, Any] = {}
         if args.max_connections is not None:
             extra["max_connections"] = args.max_connections
+        if args.max_requests_per_minute is not None:
+            extra["max_requests_per_minute"] = args.max_requests_per_minute
         conn: dict[str, Any] = {"conn_type": "anthropic_batches", "password": API_KEY, "host": url}
         if extra:
             conn["extra"] = extra
@@ -343,6 +371,9 @@ class Observations:
         self.created_mono = 0.0
         self.finished_mono = 0.0
         self.timed_out = 0
+        self.objects_before = 0
+        self.objects_waiting = 0
+        self.objects_waits = 0
 
 
 async def _sample_stalls(obs: Observations, stop: asyncio.Event) -> None:
@@ -383,9 +414,26 @@ async def _consume(trigger: Any, batch_id: str, obs: Observations) -> None:
         await events.aclose()
 
 
+async def _count_objects(obs: Observations, tasks: list[asyncio.Task[None]], after: float) -> None:
+    """GC-tracked objects per wait, once the waits are settled (each holds its last batch).
+
+    Walking the heap takes a while; the walk is booked as a GC pause so that the stall
+    figures "excluding GC" leave it out, as they leave out the collector's own walks.
+    """
+    await asyncio.sleep(after)
+    started = time.perf_counter()
+    waiting = sum(1 for task in tasks if not task.done())
+    gc.collect()  # live objects only
+    obs.objects_waiting = len(gc.get_objects())
+    obs.objects_waits = waiting
+    obs.gc.pauses.append((started, time.perf_counter()))
+
+
 async def run_triggers(
-    make: Any, batch_ids: list[str], max_seconds: float, obs: Observations
+    make: Any, batch_ids: list[str], max_seconds: float, obs: Observations, objects_after: float
 ) -> None:
+    gc.collect()
+    obs.objects_before = len(gc.get_objects())
     stop = asyncio.Event()
     obs.started_mono = time.perf_counter()
     obs.started_wall = time.time()
@@ -395,8 +443,10 @@ async def run_triggers(
         tasks.append(asyncio.create_task(_consume(make(batch_id), batch_id, obs)))
         await asyncio.sleep(0)
     obs.created_mono = time.perf_counter()
+    counter = asyncio.create_task(_count_objects(obs, tasks, objects_after))
     remaining = max_seconds - (time.perf_counter() - obs.started_mono)
     _done, pending = await asyncio.wait(tasks, timeout=max(remaining, 0.0))
+    counter.cancel()
     obs.finished_mono = time.perf_counter()
     obs.timed_out = len(pending)
     for task in pending:
@@ -442,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     fd_limit = raise_open_files_limit()
     cpu_at_start = cpu_seconds()
     t_import = time.perf_counter()
-    fake = FakeProcess(args.fake_python, args.latency, args.fake_log)
+    fake = FakeProcess(args.fake_python, args.latency, args.fake_log, args.rate_limit_rpm)
     try:
         admin = admin_client(fake.url, timeout=600)
         make, details = trigger_factory(args, fake.url)
@@ -462,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         obs = Observations()
         loop_cpu_before = cpu_seconds()
         with obs.gc:
-            asyncio.run(run_triggers(make, batch_ids, args.max_seconds, obs))
+            asyncio.run(run_triggers(make, batch_ids, args.max_seconds, obs, args.objects_after))
         loop_cpu = cpu_seconds() - loop_cpu_before
         peak_kb = peak_rss_kb()
         rss_after_kb = rss_now_kb()
@@ -517,6 +567,19 @@ def main(argv: list[str] | None = None) -> int:
         "lag_is_lower_bound": censored > 0,
         **timings,
         "http_requests": stats_after["requests"] - stats_before["requests"],
+        "http_429s": stats_after.get("rate_limited", 0) - stats_before.get("rate_limited", 0),
+        "rate_limit_rpm": args.rate_limit_rpm,
+        "max_requests_per_minute": args.max_requests_per_minute,
+        "requests_per_minute": round(
+            (stats_after["requests"] - stats_before["requests"]) / max(run_s, 1e-9) * 60, 1
+        ),
+        "gc_objects_per_wait": _round(
+            (obs.objects_waiting - obs.objects_before) / obs.objects_waits
+            if obs.objects_waits
+            else None,
+            1,
+        ),
+        "waits_when_objects_counted": obs.objects_waits,
         # Each admin call opens one connection; the stats call that reads the counter is one.
         "tcp_connections_opened": stats_after["connections_opened"]
         - stats_before["connections_opened"]
