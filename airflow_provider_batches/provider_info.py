@@ -40,6 +40,11 @@ CONN_FIELDS: dict[str, Any] = {
         "label": "Max pooled HTTP connections",
         "schema": {"type": ["integer", "null"], "default": 32},
     },
+    "max_requests_per_minute": {
+        "label": "Max requests per minute (50 at tier 1)",
+        "schema": {"type": ["number", "null"], "default": 50},
+        "description": "Request budget of this connection per process; raise for tiers 2-4.",
+    },
     "workspace_id": {
         "label": "Workspace id (anthropic-workspace-id)",
         "schema": {"type": ["string", "null"]},
