@@ -161,7 +161,7 @@ class BatchWatcher:
         due = self._due_ids(loop.time())
         try:
             settings = await self._connection()
-        except BaseException as error:
+        except Exception as error:  # a missing or invalid connection: each due wait decides
             await self._hand_out_error(due, error)
             return
         seen: dict[str, MessageBatch] = {}

@@ -155,3 +155,22 @@ async def test_a_404_among_retrieves_of_one_cycle_reaches_only_its_poll(
     assert isinstance(missing, NotFoundError)
     assert not isinstance(found, BaseException)
     assert found.id == old
+
+
+async def test_a_connection_without_a_key_ends_each_wait_with_an_error_event(
+    fake: FakeBatchesServer, set_connection: Any
+) -> None:
+    set_connection("keyless", fake.base_url, api_key="")
+    ids = fake.create_batches_bulk(3, 0.0, 0.0)["ids"]
+    events = await run_triggers([MessageBatchTrigger(b, "keyless", poll_interval=60) for b in ids])
+    assert [e[0]["status"] for e in events] == ["error"] * 3
+    assert all("no API key" in e[0]["error"]["message"] for e in events)
+    assert fake.request_count() == 0
+
+
+async def test_a_missing_connection_fails_the_trigger_as_before(fake: FakeBatchesServer) -> None:
+    from airflow.exceptions import AirflowNotFoundException
+
+    trigger = MessageBatchTrigger("msgbatch_x", "no_such_connection", poll_interval=60)
+    with pytest.raises(AirflowNotFoundException):
+        await run_triggers([trigger])
