@@ -319,12 +319,18 @@ def _optional_str(conn_id: str, name: str, value: Any) -> str | None:
 
 
 def _requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:
+    """The ``max_requests_per_minute`` extra: a positive number (self-contained on purpose)."""
     value = extras.get("max_requests_per_minute")
-    return _number(
-        conn_id,
-        "max_requests_per_minute (the organisation's Batches API rate limit, 50 at tier 1)",
-        value,
-        DEFAULT_MAX_REQUESTS_PER_MINUTE,
-        float,
-        positive=True,
-    )
+    if value is None or value == "":
+        return DEFAULT_MAX_REQUESTS_PER_MINUTE
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'max_requests_per_minute' must be a positive number "
+            "of requests per minute (the organisation's Batches API limit: 50 at tier 1, up to "
+            f"4000 at tier 4), got {repr(value)[:100]}."
+        )
+    return number

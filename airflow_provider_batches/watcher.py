@@ -74,6 +74,10 @@ class BatchWatcher:
         self.lookups = 0
         self.cycles = 0
 
+    def loaded_api_key(self) -> str:
+        """The API key of the last lookup, else ``""`` (for redacting unexpected errors)."""
+        return self._settings.api_key if self._settings is not None else ""
+
     async def poll(self, batch_id: str, within: float) -> MessageBatch:
         """The batch from a cycle starting at most ``within`` seconds from now (or sooner)."""
         validate_batch_id(batch_id)

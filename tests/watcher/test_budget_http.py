@@ -79,7 +79,9 @@ def test_max_requests_per_minute_extra_is_validated(
     from airflow_provider_batches.exceptions import ConnectionConfigError
 
     set_connection("budget_bad", fake.base_url, max_requests_per_minute=value)
-    with pytest.raises(ConnectionConfigError, match=r"max_requests_per_minute.*got"):
+    with pytest.raises(
+        ConnectionConfigError, match=r"max_requests_per_minute. must be a positive number.*got"
+    ):
         _ = MessageBatchHook("budget_bad").settings
 
 
