@@ -13,11 +13,12 @@ from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
 )
-from airflow_provider_batches.exceptions import APIError, MessageBatchError
+from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings, validate_batch_id
 from airflow_provider_batches.transport import (
     ApiRequest,
+    ResponseLike,
     asend,
     invalid_response,
     redact,
@@ -31,8 +32,8 @@ class MessageBatchHook(BaseHook):
 
     The connection's Password is the API key; Host is the base URL (default
     ``https://api.anthropic.com``); extras: ``anthropic_version``, ``betas``, ``timeout``,
-    ``max_retries``, ``max_connections``, ``verify``, ``workspace_id``. Any connection type with
-    these fields works.
+    ``max_retries``, ``max_connections``, ``max_response_bytes``, ``verify``, ``workspace_id``.
+    Any connection type with these fields works.
 
     :param conn_id: The Airflow connection to use.
     """
@@ -79,26 +80,38 @@ class MessageBatchHook(BaseHook):
         """The shared sync httpx client for this connection (headers are added per request)."""
         return shared_sync_client(self.settings)
 
-    def retrieve_batch(self, batch_id: str) -> MessageBatch:
-        """``GET /v1/messages/batches/{batch_id}``, retried on transient faults."""
+    def retrieve_batch(self, batch_id: str, *, deadline: float | None = None) -> MessageBatch:
+        """``GET /v1/messages/batches/{batch_id}``, retried on transient faults.
+
+        :param deadline: Epoch seconds (``time.time()`` based) by which the call, retries and
+            their waits included, must end; the last error is raised rather than passing it.
+        """
         validate_batch_id(batch_id)
         settings = self.settings
         request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
-        return send(shared_sync_client(settings), settings, request, parse_batch)
+        client = shared_sync_client(settings)
+        return send(client, settings, request, parse_batch, deadline=deadline)
 
-    async def aretrieve_batch(self, batch_id: str) -> MessageBatch:
-        """Async ``GET /v1/messages/batches/{batch_id}`` on the loop's shared connection pool."""
+    async def aretrieve_batch(
+        self, batch_id: str, *, deadline: float | None = None
+    ) -> MessageBatch:
+        """Async :meth:`retrieve_batch` on the loop's shared connection pool."""
         validate_batch_id(batch_id)
         settings = await self.asettings()
         request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
         pool = shared_async_pool(settings)
-        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+        return await asend(
+            pool.client, pool.gate, settings, request, parse_batch, deadline=deadline
+        )
 
     def create_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
         """``POST /v1/messages/batches`` with ``[{"custom_id": ..., "params": {...}}, ...]``.
 
-        Not retried on ambiguous failures (timeouts, dropped connections), since a retry could
-        create a second batch; rate-limit and overload answers are retried as usual.
+        Sent again only after an answer proving the API did not act on it (429, 529, or a
+        connection that was never made). After anything else that leaves the outcome open (a
+        5xx such as a gateway's 504, a timeout, a dropped connection, an unreadable 2xx) it
+        raises :class:`BatchCreateOutcomeUnknownError` instead: a resend could create and bill a
+        second batch.
         """
         if not requests:
             raise ValueError("create_batch needs at least one request.")
@@ -121,14 +134,12 @@ class MessageBatchHook(BaseHook):
             settings = self.settings
             request = ApiRequest("GET", settings.batches_url() + "?limit=1")
             send(shared_sync_client(settings), settings, request, _parse_list_page)
-        except APIError as error:
-            return False, str(error)
         except MessageBatchError as error:
             return False, str(error)
-        return True, f"Connected to {settings.base_url} as the API key's workspace."
+        return True, f"Connected to {settings.base_url}; the API key was accepted."
 
 
-def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> MessageBatch:
+def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> MessageBatch:
     """The batch in a 2xx response, or :class:`InvalidResponseError` if it is not one."""
     if secret and secret.encode() in response.content:
         # Kept fields go to XCom and logs: a body that echoes the key is never accepted.
@@ -156,7 +167,7 @@ def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> M
     return batch
 
 
-def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str) -> None:
+def _parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> None:
     body = response_json(response, request, secret)
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise invalid_response(response, request, secret, "not a list of message batches")
