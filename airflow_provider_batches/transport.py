@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import httpx
 
 from airflow_provider_batches.exceptions import APIError, APITimeoutError, InvalidResponseError
+from airflow_provider_batches.header_values import header_value_problem
 from airflow_provider_batches.response_body import (
     ACCEPT_ENCODING,
     Reply,
@@ -244,6 +245,11 @@ def _build(
     timeout: float,
 ) -> httpx.Request:
     headers = {**settings.headers(), "accept-encoding": ACCEPT_ENCODING}
+    for name, value in headers.items():
+        # Settings loaded from a connection are checked already; this guards settings built by
+        # hand, before httpcore's debug trace or h11's error could quote the value.
+        if header_value_problem(value, allow_inner_spaces=True):
+            raise httpx.LocalProtocolError(f"the {name} header holds a value HTTP cannot carry")
     try:
         return client.build_request(
             request.method,

@@ -145,8 +145,7 @@ def error_from_transport(exc: httpx.HTTPError, request: ApiRequest, secret: str)
     kind = "timed out" if cls is APITimeoutError else "failed"
     detail = redact(str(exc), secret) or type(exc).__name__
     return cls(
-        f"Request {kind} without a response ({type(exc).__name__}: "
-        f"{detail[:_MAX_MESSAGE_CHARS]})",
+        f"Request {kind} without a response ({type(exc).__name__}: {detail[:_MAX_MESSAGE_CHARS]})",
         method=request.method,
         url=request.url,
         batch_id=request.batch_id,
