@@ -134,7 +134,9 @@ def _check_hostname(conn_id: str, url: str, shown: str) -> None:
     import httpx
 
     try:
-        httpx.URL(url)
+        parsed = httpx.URL(url)
+        parsed.raw_host  # noqa: B018 - IDNA encoding and decoding happen on access
+        parsed.host  # noqa: B018
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
         _fail(
             conn_id,
