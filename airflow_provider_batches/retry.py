@@ -33,6 +33,11 @@ def is_refusal_status(status_code: int, headers: Mapping[str, str]) -> bool:
     return status_code in REFUSAL_STATUSES and _should_retry_header(headers) is not False
 
 
+def leaves_outcome_open(status_code: int) -> bool:
+    """A 5xx other than 529 may come after the server acted (a gateway's 504 above all)."""
+    return status_code >= 500 and status_code not in REFUSAL_STATUSES
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The server's requested wait from ``retry-after-ms`` or ``retry-after``, if any."""
     raw_ms = headers.get("retry-after-ms")

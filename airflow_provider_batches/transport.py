@@ -27,10 +27,10 @@ from airflow_provider_batches.response_body import (
 )
 from airflow_provider_batches.retry import (
     DEFAULT_BACKOFF,
-    REFUSAL_STATUSES,
     Backoff,
     is_refusal_status,
     is_retryable_status,
+    leaves_outcome_open,
 )
 from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.transport_errors import (
@@ -136,16 +136,16 @@ class Attempts:
                 return self.parse(reply, self.request, secret)
             except InvalidResponseError as invalid:
                 # The server acted (2xx); only the answer is unreadable.
-                self._unless_idempotent(invalid)
+                self._stop_if_not_idempotent(invalid)
                 return self._retry_or_raise(invalid, reply.headers, retryable=True)
         error = error_from_response(reply, self.request, secret)
         status = reply.status_code
         if self.request.idempotent:
             retryable = is_retryable_status(status, reply.headers)
         else:
+            if leaves_outcome_open(status):
+                self._stop_if_not_idempotent(error)
             retryable = is_refusal_status(status, reply.headers)
-            if status >= 500 and status not in REFUSAL_STATUSES:
-                self._unless_idempotent(error)
         return self._retry_or_raise(error, reply.headers, retryable=retryable)
 
     def after_transport_error(self, exc: httpx.HTTPError) -> _Retry:
@@ -154,11 +154,11 @@ class Attempts:
             return self._retry_or_raise(error, None, retryable=False)
         if not isinstance(exc, NOT_SENT_ERRORS):
             # A connection that was never made carried no request: safe to resend even a create.
-            self._unless_idempotent(error)
+            self._stop_if_not_idempotent(error)
         return self._retry_or_raise(error, None, retryable=True)
 
-    def _unless_idempotent(self, error: APIError) -> None:
-        """For a create, an answer that does not prove a refusal ends the call: outcome unknown."""
+    def _stop_if_not_idempotent(self, error: APIError) -> None:
+        """A create whose outcome is open is never resent: raise that the outcome is unknown."""
         if not self.request.idempotent:
             self._finish(outcome_unknown(error, self.sent_at), retryable=False)
 
