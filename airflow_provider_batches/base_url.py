@@ -13,7 +13,7 @@ from airflow_provider_batches.exceptions import ConnectionConfigError
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
-_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<userinfo>[^/?#]*)@")
+_USERINFO_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<userinfo>[^/?#]*)@")
 
 
 class InsecureEndpointWarning(UserWarning):
