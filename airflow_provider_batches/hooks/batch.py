@@ -69,6 +69,10 @@ class MessageBatchHook(BaseHook):
             self._settings = self._load_settings(await self.aget_connection(self.conn_id))
         return self._settings
 
+    def loaded_api_key(self) -> str:
+        """The API key if the settings are loaded already, else ``""`` (for redaction)."""
+        return self._settings.api_key if self._settings is not None else ""
+
     @staticmethod
     def _load_settings(conn: Any) -> ClientSettings:
         settings = ClientSettings.from_connection(conn)
