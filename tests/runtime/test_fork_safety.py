@@ -122,7 +122,8 @@ def test_parent_and_forked_child_each_get_their_own_answers(
         child = _read_report(read_fd, pid)
         os.close(read_fd)
 
-    assert parent["errors"] == [] and child["errors"] == []
+    assert parent["errors"] == []
+    assert child["errors"] == []
     for report, size in ((parent, PARENT_REQUESTS), (child, CHILD_REQUESTS)):
         assert len(report["seen"]) == ROUNDS
         for round_ in report["seen"]:

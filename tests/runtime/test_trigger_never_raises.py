@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import API_KEY
+from helpers import API_KEY, wait_until
 
 from airflow_provider_batches.clients import aclose_shared_clients
 from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -102,8 +102,7 @@ async def test_cancellation_still_propagates(
             events.append(event.payload)
 
     task = asyncio.create_task(collect())
-    while fake.request_count(batch_id) < 2:
-        await asyncio.sleep(0.01)
+    await asyncio.to_thread(wait_until, lambda: fake.request_count(batch_id) >= 2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
