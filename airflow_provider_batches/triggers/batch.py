@@ -147,17 +147,18 @@ class MessageBatchTrigger(BaseTrigger):
             await asyncio.sleep(self._next_wait(server_wait))
 
     async def _poll(self, hook: MessageBatchHook) -> MessageBatch:
-        """One poll, retries included, cut off when the deadline passes."""
+        """One poll, retries included, cut off when the deadline passes.
+
+        The hook reports its own timeouts as ``APITimeoutError``, so a ``TimeoutError`` here
+        is the deadline's (``wait_for`` rather than ``asyncio.timeout``: Python 3.10).
+        """
         if self.deadline is None:
             return await hook.aretrieve_batch(self.batch_id)
         remaining = max(0.0, self.deadline - time.time())
         try:
-            async with asyncio.timeout(remaining) as limit:
-                return await hook.aretrieve_batch(self.batch_id)
-        except TimeoutError:
-            if limit.expired():
-                raise _DeadlinePassed from None
-            raise
+            return await asyncio.wait_for(hook.aretrieve_batch(self.batch_id), remaining)
+        except asyncio.TimeoutError:
+            raise _DeadlinePassed from None
 
     def _next_wait(self, server_wait: float) -> float:
         wait = max(self.poll_interval * (1 - POLL_JITTER * random.random()), server_wait)
