@@ -89,6 +89,21 @@ async def test_any_unexpected_exception_is_one_error_event_without_the_key(
     assert event["error"]["error_class"] == "KeyError"
 
 
+async def test_a_non_ascii_api_key_is_one_error_event_without_the_key(
+    fake: FakeBatchesServer, set_connection: Callable[..., None]
+) -> None:
+    batch_id = fake.create_batch(num_requests=1)["id"]
+    key = "sk-ant-api03-clé-NONASCII-DO-NOT-LEAK"
+    set_connection("non_ascii_key", fake.base_url, api_key=key, max_retries=0)
+    events = await _events(MessageBatchTrigger(batch_id, conn_id="non_ascii_key"))
+    event = _assert_one_clean_error(events, batch_id)
+    assert "Password" in event["message"]
+    serialized = json.dumps(event, ensure_ascii=False)
+    assert key not in serialized
+    assert key.encode("unicode_escape").decode() not in json.dumps(event)
+    assert fake.request_count(batch_id) == 0
+
+
 async def test_cancellation_still_propagates(
     fake: FakeBatchesServer, set_connection: Callable[..., None]
 ) -> None:
