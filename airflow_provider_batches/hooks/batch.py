@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from airflow_provider_batches.transport import (
     response_json,
     send,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MessageBatchHook(BaseHook):
@@ -67,8 +70,14 @@ class MessageBatchHook(BaseHook):
     async def asettings(self) -> ClientSettings:
         """Settings from the connection, loaded once without blocking the event loop."""
         if self._settings is None:
-            self._settings = self._load_settings(await self.aget_connection(self.conn_id))
+            settings = ClientSettings.from_connection(await self.aget_connection(self.conn_id))
+            await _amask(settings.api_key)
+            self._settings = settings
         return self._settings
+
+    def loaded_api_key(self) -> str:
+        """The API key if the settings are loaded already, else ``""`` (for redaction)."""
+        return self._settings.api_key if self._settings is not None else ""
 
     @staticmethod
     def _load_settings(conn: Any) -> ClientSettings:
@@ -181,4 +190,36 @@ def _mask(secret: str) -> None:
         from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
             mask_secret,
         )
-    mask_secret(secret)
+    try:
+        mask_secret(secret)
+    except Exception as error:
+        _report_mask_failure(error)
+
+
+async def _amask(secret: str) -> None:
+    """The same from the event loop: the async variant sends the message to the supervisor
+    without blocking the loop (the sync one needs a greenback portal there, else it fails)."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow releases without the async variant
+        _mask(secret)
+        return
+    try:
+        await amask_secret(secret)
+    except Exception as error:
+        _report_mask_failure(error)
+
+
+_mask_failure_reported = False
+
+
+def _report_mask_failure(error: Exception) -> None:
+    """Warn once per process; neither the key nor the error's text (it may hold the key)."""
+    global _mask_failure_reported
+    if not _mask_failure_reported:
+        _mask_failure_reported = True
+        log.warning(
+            "Could not register the API key with Airflow's secrets masker (%s); the provider "
+            "still keeps the key out of its own messages.",
+            type(error).__name__,
+        )
