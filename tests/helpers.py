@@ -83,3 +83,37 @@ class SimulatedClock:
             module, "time", types.SimpleNamespace(time=self.time, monotonic=self.monotonic)
         )
         monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=self.sleep))
+
+
+class TriggerSpy:
+    """Records every ``MessageBatchTrigger.run`` entered in this process (``dag.test()`` runs a
+    deferred task's trigger in-line): which batch, how many API requests for it the fake had
+    seen when the trigger started, and the events it yielded. Proof that a task really deferred,
+    which no count a poking sensor also reaches can give."""
+
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.runs: list[dict[str, Any]] = []
+
+    def install(self, monkeypatch: Any) -> TriggerSpy:
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        real_run = MessageBatchTrigger.run
+        spy = self
+
+        async def run(trigger: Any) -> Any:
+            record: dict[str, Any] = {
+                "batch_id": trigger.batch_id,
+                "requests_before": spy.fake.request_count(trigger.batch_id),
+                "events": [],
+            }
+            spy.runs.append(record)
+            async for event in real_run(trigger):
+                record["events"].append(event.payload)
+                yield event
+
+        monkeypatch.setattr(MessageBatchTrigger, "run", run)
+        return self
+
+    def runs_for(self, batch_id: str) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run["batch_id"] == batch_id]
