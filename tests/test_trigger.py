@@ -167,10 +167,11 @@ async def test_unknown_status_keeps_waiting(fake: FakeBatchesServer, conn: str) 
     assert events[0]["status"] == "success"
 
 
-def test_serialize_round_trip_has_no_secret() -> None:
+async def test_serialize_round_trip_has_no_secret(fake: FakeBatchesServer, conn: str) -> None:
+    batch = fake.create_batch(num_requests=1, ends_after=0)
     trigger = MessageBatchTrigger(
-        "msgbatch_x",
-        "my_conn",
+        batch["id"],
+        conn,
         poll_interval=30,
         deadline=1_900_000_000.5,
         expiry_grace=10,
@@ -178,13 +179,17 @@ def test_serialize_round_trip_has_no_secret() -> None:
         error_tolerance=99,
         log_interval=5,
     )
+    # Run it first: the trigger has loaded the connection (and so the key) when it serializes.
+    events = await _events(trigger)
+    assert [e["status"] for e in events] == ["success"]
+    assert fake.requests[-1].authenticated is True  # the key was loaded and sent
 
     classpath, kwargs = trigger.serialize()
 
     assert classpath == "airflow_provider_batches.triggers.batch.MessageBatchTrigger"
-    assert MessageBatchTrigger(**kwargs).serialize() == (classpath, kwargs)
     text = json.dumps(kwargs)
     assert API_KEY not in text
+    assert MessageBatchTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert set(kwargs) == {
         "batch_id",
         "conn_id",

@@ -31,9 +31,6 @@ from airflow_provider_batches.sensors.batch import MessageBatchSensor
 from airflow_provider_batches.testing import FakeBatchesServer
 from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
-#: Totals across the matrix, printed at the end of the module (see ``-s``) for the report.
-TOTALS = {"cases": 0, "artefacts_searched": 0, "secrets_found": 0}
-
 
 @pytest.fixture
 def env(fake: FakeBatchesServer, set_connection: Callable[..., None]) -> Iterator[Env]:
@@ -122,9 +119,7 @@ async def test_fault(
     audit.log_records(caplog.records, case.id)
     audit.text(out, f"{case.id} stdout")
     audit.text(err, f"{case.id} stderr")
-    TOTALS["cases"] += 1
-    TOTALS["artefacts_searched"] += audit.searched
-    TOTALS["secrets_found"] += len(audit.hits)
+    assert audit.searched > 0
     assert audit.hits == []
 
 
@@ -223,10 +218,3 @@ async def test_later_waits_of_a_connection_reuse_its_client(
     finally:
         await aclose_shared_clients()
     print(f"\nloop stall: first client {first.max_lag:.3f}s, 19 more waits {later.max_lag:.3f}s")
-
-
-def test_zz_matrix_totals() -> None:
-    """Runs last in this module: prints what the matrix covered (for the report)."""
-    print(f"\nfault matrix totals: {TOTALS}")
-    if TOTALS["cases"]:
-        assert TOTALS["secrets_found"] == 0
