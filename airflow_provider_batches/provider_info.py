@@ -40,6 +40,11 @@ CONN_FIELDS: dict[str, Any] = {
         "label": "Max pooled HTTP connections",
         "schema": {"type": ["integer", "null"], "default": 32},
     },
+    "verify": {
+        "label": "TLS verification",
+        "schema": {"type": ["boolean", "string", "null"], "default": True},
+        "description": "true (default), false, or the path of a CA bundle (PEM) to trust.",
+    },
     "workspace_id": {
         "label": "Workspace id (anthropic-workspace-id)",
         "schema": {"type": ["string", "null"]},
