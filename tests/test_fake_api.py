@@ -111,7 +111,12 @@ def client(fake: FakeBatchesServer) -> Iterator[httpx.Client]:
 def test_base_url_and_repr(fake: FakeBatchesServer) -> None:
     assert re.match(r"^http://127\.0\.0\.1:\d+$", fake.base_url)
     assert fake.port > 0
+    assert fake.base_url.endswith(f":{fake.port}")
     assert fake.api_key == KEY
+    # The fake's own key is a secret too: its repr (as pytest shows a fixture) never holds it.
+    assert type(fake).__name__ in repr(fake)
+    assert KEY not in repr(fake)
+    assert KEY not in str(fake)
 
 
 def test_create_retrieve_and_results_through_the_api(
