@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import pytest
 from fixtures_reliability import LoopLagMonitor, SecretsAudit
 from reliability_cases import CASE_IDS, CASES, RETURNS, Case, Env, Scenario, check_outcome
@@ -123,14 +126,43 @@ async def test_fault(
     assert audit.hits == []
 
 
+class BlockingCallsOnTheLoop:
+    """Records the blocking calls a wait could make on the event loop's thread: a sync sleep
+    (a ``retry-after`` slept with ``time.sleep``) or a sync HTTP request (``httpx.Client``).
+    Counted, not timed: one such call is a failure however fast the machine is."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loop_thread = threading.get_ident()
+        self.calls: list[str] = []
+        real_sleep = time.sleep
+        real_send = httpx.Client.send
+
+        def sleep(seconds: float) -> None:
+            self._note(f"time.sleep({seconds})")
+            real_sleep(seconds)
+
+        def send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
+            self._note(f"httpx.Client.send({request.method} {request.url})")
+            return real_send(client, request, **kwargs)
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        monkeypatch.setattr(httpx.Client, "send", send)
+
+    def _note(self, call: str) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.calls.append(call)
+
+
 async def test_matrix_concurrently_beside_healthy_triggers(
-    env: Env, fake: FakeBatchesServer, capfd: pytest.CaptureFixture[str]
+    env: Env,
+    fake: FakeBatchesServer,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every fault at once, in one loop, next to 8 healthy waits: nobody is disturbed."""
     # Each connection's httpx client is built once per loop, which loads the CA bundle
-    # (~0.05-0.2 s, blocking: see test_first_client_of_a_connection_blocks_the_loop_briefly).
-    # A dry arrangement sets every connection so those clients can be built first, and the
-    # lag below measures the waits themselves; then the fake starts afresh.
+    # (blocking, once per connection: a documented limit). A dry arrangement sets every
+    # connection so those clients are built first; then the fake starts afresh.
     for case in CASES:
         case.arrange(env, case)
     healthy_conn = env.conn("healthy")
@@ -149,6 +181,7 @@ async def test_matrix_concurrently_beside_healthy_triggers(
         events, _ = await run_case(trigger, Scenario(batch_id, healthy_conn), timeout)
         return events
 
+    blocking = BlockingCallsOnTheLoop(monkeypatch)
     try:
         with LoopLagMonitor() as lag:
             results = await asyncio.gather(
@@ -171,11 +204,11 @@ async def test_matrix_concurrently_beside_healthy_triggers(
     for batch_id, events in zip(healthy_ids, results[len(arranged) :], strict=True):
         assert [e["status"] for e in events] == ["success"]
         assert events[0]["batch_id"] == events[0]["batch"]["id"] == batch_id
-    # A blocking call anywhere in a trigger (a sync sleep for retry-after, a sync request
-    # waiting out a read timeout) would stall the shared loop for everyone for 1-2 s. ~45
-    # waits polling every 50 ms against an in-process fake saturate 2 CPUs, hence the margin.
-    assert lag.ticks > 50
-    assert lag.max_lag < 0.75, f"event loop stalled for {lag.max_lag:.3f}s, {lag.worst_at:.2f}s in"
+    # No wait blocked the shared loop: no sync sleep, no sync request on its thread. (How long
+    # the loop lags on a busy machine is measured in benchmarks/loop_stall.py, not here.)
+    assert blocking.calls == []
+    assert lag.ticks > 10  # the loop kept running other tasks throughout
+    print(f"\nloop lag beside the matrix: max {lag.max_lag:.3f}s over {lag.ticks} ticks")
     audit = SecretsAudit()
     audit.obj(results, "concurrent events")
     out, err = capfd.readouterr()
