@@ -98,6 +98,21 @@ def test_masker_knows_the_suite_key_after_the_hook_loaded_it(
     assert _redact(API_KEY) == "***"
 
 
+def test_the_hook_masks_the_key_itself_not_only_through_airflow() -> None:
+    """Airflow's Connection masks its password when it loads it; the hook masks the key again
+    itself, so a connection object that did not come through Airflow's loading (a custom
+    secrets path, an older Airflow) is covered too."""
+    from types import SimpleNamespace
+
+    key = _fresh_key()
+    conn = SimpleNamespace(
+        conn_id="rel_mask_plain", host=None, schema=None, port=None, password=key, extra_dejson={}
+    )
+    assert _redact(key) == key
+    assert MessageBatchHook._load_settings(conn).api_key == key
+    assert _redact(key) == "***"
+
+
 # ---- servers that echo the key -------------------------------------------------------------
 
 
