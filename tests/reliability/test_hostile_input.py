@@ -304,6 +304,9 @@ def _segment_the_server_sees(url: str) -> str | None:
 @example("msgbatch_x#frag")
 @example("msgbatch_\u202eexe.txt")
 @example("a" * (MAX_BATCH_ID_LENGTH + 1))
+@example("..")
+@example(".")
+@example("")
 def test_batch_id_is_rejected_or_stays_one_path_segment(batch_id: str) -> None:
     rejected: InvalidBatchIdError | None = None
     try:
