@@ -245,7 +245,7 @@ async def test_cancelled_trigger_leaves_no_busy_connection(
     await trigger.cleanup()
 
     fake.end_batch(batch["id"])
-    events = await _events(MessageBatchTrigger(batch["id"], "one_socket", **FAST), timeout=3)
+    events = await _events(MessageBatchTrigger(batch["id"], "one_socket", **FAST), timeout=30)
     assert events[0]["status"] == "success"
     # The held socket was closed with the cancelled request; the next wait opened a fresh one.
     assert fake.connections_opened == 2

@@ -679,7 +679,7 @@ def test_invalid_ids_never_reach_the_api_from_any_entry_point(
 
     async def run(batch_id: str) -> list[dict[str, Any]]:
         try:
-            return await run_trigger(MessageBatchTrigger(batch_id, conn_id=CONN_ID), 5)
+            return await run_trigger(MessageBatchTrigger(batch_id, conn_id=CONN_ID), 30)
         finally:
             await aclose_shared_clients()
 
