@@ -117,6 +117,33 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_deadline.py::test_a_passed_deadline_ends_the_wait_before_any_poll",),
     ),
     Mutant(
+        "the API key is not redacted from error bodies",
+        "transport.py",
+        "    if secret and secret in text:\n",
+        "    if False:\n",
+        ("tests/reliability/test_secrets.py::test_key_echoed_in_an_error_body_is_redacted",),
+    ),
+    Mutant(
+        "a failure streak never ends the wait",
+        "triggers/batch.py",
+        "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
+        "        return False\n",
+        (
+            "tests/test_trigger_bounds.py::"
+            "test_a_failure_streak_ends_the_wait_after_max_consecutive_errors",
+        ),
+    ),
+    Mutant(
+        "the trigger ignores the expiry grace",
+        "triggers/batch.py",
+        "                if time.time() > batch.expires_at.timestamp() + self.expiry_grace:\n",
+        "                if False:\n",
+        (
+            "tests/test_trigger_bounds.py::"
+            "test_a_batch_never_reported_ended_times_out_after_expiry_grace",
+        ),
+    ),
+    Mutant(
         "outcome policy inverted",
         "policy.py",
         "            if limit is not None and value > limit:\n",
