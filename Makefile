@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit e2e bench bench-full lock clean
+.PHONY: venv demo test lint typecheck unit e2e mutants bench bench-full lock clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ unit: venv
 
 e2e: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m e2e
+
+# One-line mutants of the package, each of which some test must kill (scripts/mutants.py).
+mutants: venv
+	$(PY) scripts/mutants.py
 
 bench: venv
 	$(PY) benchmarks/run_all.py --quick

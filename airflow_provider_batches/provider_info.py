@@ -53,8 +53,8 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "verify": {
         "label": "TLS verification",
-        "schema": {"type": ["string", "null"]},
-        "description": "true (default), false, or the path of a CA bundle (PEM).",
+        "schema": {"type": ["boolean", "string", "null"], "default": True},
+        "description": "true (default), false, or the path of a CA bundle (PEM) to trust.",
     },
     "workspace_id": {
         "label": "Workspace id (anthropic-workspace-id)",

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 TESTS_DIR = Path(__file__).parent
 DAGS_DIR = TESTS_DIR / "dags"
@@ -39,3 +40,80 @@ def assert_no_secret_in_records(records: list[logging.LogRecord], *secrets: str)
         for text in (record.getMessage(), repr(record.args), formatter.format(record)):
             for secret in secrets:
                 assert secret not in text, f"a secret is in a log record from {record.name}"
+
+
+class SimulatedClock:
+    """Stands in for ``time`` and ``asyncio.sleep`` in a module under test: sleeping advances
+    the clock at once, so waits measured in minutes run in milliseconds and every time-based
+    decision is exact (no wall-clock bounds in the test).
+
+    ``limit``: simulated seconds after which a sleep fails the test (a wait that never ends).
+    """
+
+    def __init__(self, start: float, limit: float = 10 * 24 * 3600.0) -> None:
+        self.now = start
+        self.started = start
+        self.limit = limit
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        assert seconds >= 0, f"negative sleep {seconds}"
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.now - self.started > self.limit:
+            raise AssertionError(f"still waiting {self.now - self.started:.0f} simulated s in")
+        if self.on_sleep is not None:
+            self.on_sleep()
+        await asyncio.sleep(0)
+
+    def install(self, module: object, monkeypatch: Any) -> None:
+        """Make ``module``'s ``time.time``/``time.monotonic``/``asyncio.sleep`` this clock."""
+        import types
+
+        monkeypatch.setattr(
+            module, "time", types.SimpleNamespace(time=self.time, monotonic=self.monotonic)
+        )
+        monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=self.sleep))
+
+
+class TriggerSpy:
+    """Records every ``MessageBatchTrigger.run`` entered in this process (``dag.test()`` runs a
+    deferred task's trigger in-line): which batch, how many API requests for it the fake had
+    seen when the trigger started, and the events it yielded. Proof that a task really deferred,
+    which no count a poking sensor also reaches can give."""
+
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.runs: list[dict[str, Any]] = []
+
+    def install(self, monkeypatch: Any) -> TriggerSpy:
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        real_run = MessageBatchTrigger.run
+        spy = self
+
+        async def run(trigger: Any) -> Any:
+            record: dict[str, Any] = {
+                "batch_id": trigger.batch_id,
+                "requests_before": spy.fake.request_count(trigger.batch_id),
+                "events": [],
+            }
+            spy.runs.append(record)
+            async for event in real_run(trigger):
+                record["events"].append(event.payload)
+                yield event
+
+        monkeypatch.setattr(MessageBatchTrigger, "run", run)
+        return self
+
+    def runs_for(self, batch_id: str) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run["batch_id"] == batch_id]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import DAGS_DIR, wait_until
+from helpers import DAGS_DIR, TriggerSpy, wait_until
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
@@ -24,6 +24,11 @@ def module_fake() -> Iterator[FakeBatchesServer]:
 
     with FakeBatchesServer(api_key=API_KEY) as server:
         yield server
+
+
+@pytest.fixture
+def trigger_spy(module_fake: FakeBatchesServer, monkeypatch: pytest.MonkeyPatch) -> TriggerSpy:
+    return TriggerSpy(module_fake).install(monkeypatch)
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ def test_every_mode_returns_the_final_batch_to_xcom(
     assert dag_env.request_count(batch["id"]) >= 3
 
 
-def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer) -> None:
+def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer, trigger_spy: TriggerSpy) -> None:
     batch = dag_env.create_batch(num_requests=2, ends_after=None)
     ender = _end_after_polls(dag_env, batch["id"], polls=4)
 
@@ -103,14 +108,23 @@ def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer) -> None:
         ti = next(t for t in run.get_task_instances(session=session) if t.task_id == "wait")
         assert ti.try_number == 1
     assert states["wait"] == "success"
-    # One poll on the worker before deferring, then the trigger's polls in the triggerer.
-    assert dag_env.request_count(batch["id"], method="GET") >= 4
+    # The trigger ran once, started after exactly one check on the worker, made every later
+    # poll itself (at least 3, until the batch ended) and reported the ended batch.
+    (trigger_run,) = trigger_spy.runs_for(batch["id"])
+    assert trigger_run["requests_before"] == 1
+    assert dag_env.request_count(batch["id"], method="GET") - 1 >= 3
+    assert [e["status"] for e in trigger_run["events"]] == ["success"]
+    assert trigger_run["events"][0]["batch"] == dag_env.get_batch(batch["id"])
 
 
-def test_already_ended_batch_succeeds_without_deferring(dag_env: FakeBatchesServer) -> None:
+def test_already_ended_batch_succeeds_without_deferring(
+    dag_env: FakeBatchesServer, trigger_spy: TriggerSpy
+) -> None:
     batch = dag_env.create_batch(num_requests=1, ends_after=0)
 
     _, states, xcoms = _run("sensor_deferrable", batch["id"])
+
+    assert trigger_spy.runs_for(batch["id"]) == []
 
     assert states == {"wait": "success", "received": "success"}
     assert dag_env.request_count(batch["id"]) == 1
@@ -172,11 +186,15 @@ def test_fully_canceled_batch(
     [("sensor_timeout", "failed"), ("sensor_timeout_soft_fail", "skipped")],
 )
 def test_deferrable_timeout(
-    dag_env: FakeBatchesServer, dag_id: str, expected_wait_state: str
+    dag_env: FakeBatchesServer, trigger_spy: TriggerSpy, dag_id: str, expected_wait_state: str
 ) -> None:
     batch = dag_env.create_batch(num_requests=2, ends_after=None)
 
     _, states, xcoms = _run(dag_id, batch["id"])
+
+    # The timeout came from the trigger's deadline, not from a poking sensor's own timeout.
+    (trigger_run,) = trigger_spy.runs_for(batch["id"])
+    assert [(e["status"], e["reason"]) for e in trigger_run["events"]] == [("timeout", "deadline")]
 
     assert states["wait"] == expected_wait_state
     assert ("wait", "return_value") not in xcoms
