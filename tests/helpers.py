@@ -77,12 +77,19 @@ class SimulatedClock:
 
     def install(self, module: object, monkeypatch: Any) -> None:
         """Make ``module``'s ``time.time``/``time.monotonic``/``asyncio.sleep`` this clock."""
+        import asyncio
         import types
 
         monkeypatch.setattr(
             module, "time", types.SimpleNamespace(time=self.time, monotonic=self.monotonic)
         )
-        monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=self.sleep))
+        monkeypatch.setattr(
+            module,
+            "asyncio",
+            types.SimpleNamespace(
+                sleep=self.sleep, wait_for=asyncio.wait_for, TimeoutError=asyncio.TimeoutError
+            ),
+        )
 
 
 class TriggerSpy:

@@ -86,10 +86,11 @@ def test_the_form_matches_what_the_hook_reads(info: dict[str, Any]) -> None:
         warnings.simplefilter("error")
         shown = _settings(extra_dejson=json.loads(placeholders["extra"]))
     assert shown == _settings()
-    # Hidden fields change nothing once the Base URL (relabeled Host) is a full URL.
+    # Hidden fields change nothing once the Base URL (relabeled Host) is a full URL; a Port
+    # that disagrees with it is an error (tests/hardening/test_connection_validation.py).
     full = "https://batches.example.com:8443"
     assert behaviour["relabeling"]["host"] == "Base URL"
-    hidden = {"schema": "http", "login": "someone", "port": 1}
+    hidden = {"schema": "http", "login": "someone", "port": 8443}
     assert set(hidden) == set(behaviour["hidden-fields"])
     assert _settings(host=full, **hidden) == _settings(host=full)
     # The relabeled Password is the API key the hook sends.
