@@ -112,15 +112,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "trigger ignores its deadline",
         "triggers/batch.py",
-        "            if self.deadline is not None and time.time() >= self.deadline:\n",
-        "            if False:\n",
+        # The check before each poll and the bound around each poll both enforce the deadline
+        # (either alone keeps the guarantee), so the mutant drops the deadline itself.
+        "        self.deadline = None if deadline is None else float(deadline)\n",
+        "        self.deadline = None\n",
         ("tests/test_deadline.py::test_a_passed_deadline_ends_the_wait_before_any_poll",),
     ),
     Mutant(
         "the API key is not redacted from error bodies",
-        "transport.py",
-        "    if secret and secret in text:\n",
-        "    if False:\n",
+        "transport_errors.py",
+        "            if form in text:\n",
+        "            if False:\n",
         ("tests/reliability/test_secrets.py::test_key_echoed_in_an_error_body_is_redacted",),
     ),
     Mutant(
