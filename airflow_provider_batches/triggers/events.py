@@ -244,7 +244,7 @@ class MessageBatchEventTrigger(BaseEventTrigger):
 
     def _log_error_and_wait(self, error: Exception, streak: int) -> float:
         """Log a failed poll; the wait doubles with each failure in a row, up to a ceiling."""
-        wait = min(self.poll_interval * 2 ** min(streak - 1, 30), MAX_ERROR_BACKOFF)
+        wait = min(self.poll_interval * 2.0 ** min(streak - 1, 30), MAX_ERROR_BACKOFF)
         retry_after: float = getattr(error, "retry_after", None) or 0.0
         wait = max(wait, self.poll_interval, retry_after)
         if isinstance(error, APIError) and error.retryable:
