@@ -127,8 +127,10 @@ def test_each_ended_batch_reaches_a_run_exactly_once_across_a_triggerer_restart(
     def phase(name: str) -> None:
         phases[name] = round(time.monotonic() - started, 1)
 
+    # Ended before the watcher first ran: within its lookback, so reported on the first start
+    # (and, without the watermark, again after every restart).
     ended_before = fake.create_batch(num_requests=1, ends_after=None)
-    fake.end_batch(ended_before["id"])  # lookback=0: ended before the watcher ran, no event
+    fake.end_batch(ended_before["id"])
     first = fake.create_batch(num_requests=2, ends_after=None)
     second = fake.create_batch(
         num_requests=3, ends_after=None, outcomes={"succeeded": 2, "errored": 1}
@@ -145,6 +147,11 @@ def test_each_ended_batch_reaches_a_run_exactly_once_across_a_triggerer_restart(
         what="the watcher listing batches from the triggerer",
     )
     phase("watcher polling")
+    cluster.wait_for(
+        lambda: _ingested(cluster)[0][ended_before["id"]] >= 1,
+        timeout=180,
+        what="a run triggered by the batch that ended within the lookback",
+    )
 
     # ---- two batches end at different times -------------------------------------------------
     fake.end_batch(first["id"])
@@ -163,9 +170,12 @@ def test_each_ended_batch_reaches_a_run_exactly_once_across_a_triggerer_restart(
     phase("second batch ingested")
     asset_id = _asset_id(cluster)
     cluster.wait_for(
-        lambda: {first["id"], second["id"]} <= _stored_watermark_ids(cluster, asset_id),
+        lambda: (
+            {ended_before["id"], first["id"], second["id"]}
+            <= _stored_watermark_ids(cluster, asset_id)
+        ),
         timeout=60,
-        what="the watermark covering both batches in asset_state_store",
+        what="the watermark covering the three ended batches in asset_state_store",
     )
     phase("watermark stored")
 
@@ -198,10 +208,9 @@ def test_each_ended_batch_reaches_a_run_exactly_once_across_a_triggerer_restart(
 
     ingested, runs = _ingested(cluster)
     events = _asset_event_batches(cluster, asset_id)
-    expected = Counter({first["id"]: 1, second["id"]: 1, third["id"]: 1})
+    expected = Counter({b["id"]: 1 for b in (ended_before, first, second, third)})
     assert ingested == expected, f"triggering_asset_events over {len(runs)} runs: {ingested}"
     assert events == expected, f"asset events: {events}"
-    assert ended_before["id"] not in ingested
     payloads = {
         event["extra"]["payload"]["id"]: event["extra"]["payload"]
         for event in cluster.api("GET", "/assets/events", params={"asset_id": asset_id})[

@@ -23,7 +23,9 @@ ENDED_BATCHES = Asset(
     watchers=[
         AssetWatcher(
             name="e2e_batch_ended",
-            trigger=MessageBatchEventTrigger(conn_id="anthropic_e2e", poll_interval=1, lookback=0),
+            trigger=MessageBatchEventTrigger(
+                conn_id="anthropic_e2e", poll_interval=1, lookback=3600
+            ),
         )
     ],
 )
