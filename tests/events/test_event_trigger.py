@@ -291,3 +291,34 @@ async def test_a_body_echoing_the_key_is_never_an_event(fake: FakeBatchesServer,
         await running.wait_until(lambda: len(running.payloads) == 1)
     assert API_KEY not in json.dumps(running.payloads)
     assert "note" not in running.payloads[0]
+
+
+async def test_transient_failures_are_warnings_and_polling_resumes(
+    fake: FakeBatchesServer, conn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # max_retries=1: each failed poll is two 529 answers; two failed polls, then a good one.
+    fake.inject_fault(Fault(kind="status", status=529, times=4, headers={"retry-after": "0"}))
+    done = fake.create_batch(num_requests=1, ends_after=None)
+    fake.end_batch(done["id"])
+    async with RunningTrigger(MessageBatchEventTrigger(conn, **FAST)) as running:
+        await running.wait_until(lambda: len(running.payloads) == 1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if "polling again in" in line]) == 2
+    assert not [line for line in lines if "is fixed" in line]
+    assert running.ids() == [done["id"]]
+
+
+async def test_an_incomplete_poll_reports_but_does_not_advance_the_watermark(
+    fake: FakeBatchesServer, conn: str, comms: DictSupervisorComms
+) -> None:
+    batches = [fake.create_batch(num_requests=1, ends_after=None) for _ in range(3)]
+    for b in batches:
+        fake.end_batch(b["id"])
+    trigger = MessageBatchEventTrigger(conn, page_size=1, max_pages=2, **FAST)
+    attach_asset_state_store(trigger, "batches")
+    async with RunningTrigger(trigger) as running:
+        await running.wait_until(lambda: len(running.payloads) == 2)
+        seen_at = lists(fake)
+        await running.wait_until(lambda: lists(fake) >= seen_at + 10)
+    assert sorted(running.ids()) == sorted(b["id"] for b in batches[1:])
+    assert comms.writes == 0
