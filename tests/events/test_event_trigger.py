@@ -322,3 +322,28 @@ async def test_an_incomplete_poll_reports_but_does_not_advance_the_watermark(
         await running.wait_until(lambda: lists(fake) >= seen_at + 10)
     assert sorted(running.ids()) == sorted(b["id"] for b in batches[1:])
     assert comms.writes == 0
+
+
+async def test_one_list_request_per_poll_when_the_window_fits_a_page(
+    fake: FakeBatchesServer, conn: str
+) -> None:
+    for _ in range(5):
+        fake.create_batch(num_requests=1, ends_after=None)
+    async with RunningTrigger(MessageBatchEventTrigger(conn, **FAST)) as running:
+        await running.wait_until(lambda: lists(fake) >= 10)
+    queries = [r.query for r in fake.requests]
+    assert all(q == {"limit": "1000"} for q in queries), queries
+
+
+async def test_a_cursor_that_repeats_ends_the_poll(fake: FakeBatchesServer, conn: str) -> None:
+    done = fake.create_batch(num_requests=1, ends_after=None)
+    fake.end_batch(done["id"])
+    body = {"data": [fake.get_batch(done["id"])], "has_more": True, "last_id": done["id"]}
+    fake.inject_fault(Fault(kind="body", body=body, times=-1))
+    async with RunningTrigger(MessageBatchEventTrigger(conn, **FAST)) as running:
+        await running.wait_until(lambda: lists(fake) >= 12)
+    assert running.ids() == [done["id"]]
+    afters = [r.query.get("after_id") for r in fake.requests]
+    # Each poll: the first page, then the same cursor once more, and it stops.
+    assert afters[:4] == [None, done["id"], None, done["id"]]
+    assert afters.count(None) >= afters.count(done["id"]) >= afters.count(None) - 1
