@@ -22,6 +22,7 @@ import psutil
 import pytest
 from airflow_cluster import AirflowCluster, ClusterError
 from helpers import API_KEY, connection_json
+from secrets_audit import audit, snapshot_triggers
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
@@ -48,6 +49,7 @@ DAG_ID = "e2e_batch_events"  # as in dags_events/e2e_batch_events.py
 TASK_ID = "ingest_ended_batches"
 ASSET_NAME = "e2e_ended_batches"
 CONN_ID = "anthropic_e2e"
+TRIGGER_CLASSPATH = "airflow_provider_batches.triggers.events.MessageBatchEventTrigger"
 
 
 @pytest.fixture
@@ -235,6 +237,18 @@ def test_each_ended_batch_reaches_a_run_exactly_once_across_a_triggerer_restart(
     }
     assert payloads[second["id"]] == fake.get_batch(second["id"])
     assert API_KEY not in json.dumps(payloads)
+    (watcher,) = snapshot_triggers(cluster.home, cluster.fernet_key)
+    assert watcher["classpath"] == TRIGGER_CLASSPATH
+    assert CONN_ID in watcher["kwargs"]
+    assert API_KEY not in watcher["kwargs"]
+
+    # ---- secrets audit of the whole Airflow home, with Airflow stopped ------------------------
+    cluster.stop()
+    report = audit(cluster.home, cluster.fernet_key, {"key": API_KEY, "batch": second["id"]})
+    assert report.places("key") == {}, f"API key found in {report.places('key')}"
+    # Positive controls: the same search finds the batch where the events and watermark live.
+    for place in ("db:asset_event.extra", "db:asset_state_store.value"):
+        assert place in report.places("batch"), report.places("batch")
 
     summary = {
         "duration_s": round(time.monotonic() - started, 1),
