@@ -57,6 +57,8 @@ class DictSupervisorComms:
     def __init__(self) -> None:
         self.values: dict[tuple[str, str], Any] = {}
         self.writes = 0
+        #: Called on every write, to observe what had happened by then.
+        self.on_write: Callable[[], None] = lambda: None
 
     def _answer(self, msg: Any) -> Any:
         from airflow.sdk.exceptions import ErrorType
@@ -75,6 +77,7 @@ class DictSupervisorComms:
         if isinstance(msg, SetAssetStateStoreByName):
             self.values[(msg.name, msg.key)] = msg.value
             self.writes += 1
+            self.on_write()
             return None
         raise AssertionError(f"unexpected message {msg!r}")
 

@@ -350,3 +350,19 @@ async def test_a_cursor_that_repeats_ends_the_poll(fake: FakeBatchesServer, conn
     # Each poll: the first page, then the same cursor once more, and it stops.
     assert afters[:4] == [None, done["id"], None, done["id"]]
     assert afters.count(None) >= afters.count(done["id"]) >= afters.count(None) - 1
+
+
+async def test_the_watermark_is_written_only_after_its_events_were_handed_over(
+    fake: FakeBatchesServer, conn: str, comms: DictSupervisorComms
+) -> None:
+    first = fake.create_batch(num_requests=1, ends_after=None)
+    trigger = MessageBatchEventTrigger(conn, **FAST)
+    attach_asset_state_store(trigger, "batches")
+    delivered_at_write: list[tuple[set[str], set[str]]] = []
+    async with RunningTrigger(trigger) as running:
+        comms.on_write = lambda: delivered_at_write.append((set(running.ids()), _stored_ids(comms)))
+        await running.wait_until(lambda: comms.writes >= 1)
+        fake.end_batch(first["id"])
+        await running.wait_until(lambda: first["id"] in _stored_ids(comms))
+    for delivered, covered in delivered_at_write:
+        assert covered <= delivered, "the watermark covered a batch before its event"
