@@ -366,3 +366,22 @@ async def test_the_watermark_is_written_only_after_its_events_were_handed_over(
         await running.wait_until(lambda: first["id"] in _stored_ids(comms))
     for delivered, covered in delivered_at_write:
         assert covered <= delivered, "the watermark covered a batch before its event"
+
+
+async def test_a_missing_connection_is_logged_and_retried_not_raised(
+    fake: FakeBatchesServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trigger = MessageBatchEventTrigger("no_such_connection", **FAST)
+    failures: list[Exception] = []
+    log_and_wait = trigger._log_error_and_wait
+
+    def spy(error: Exception, streak: int) -> float:
+        failures.append(error)
+        return log_and_wait(error, streak)
+
+    trigger._log_error_and_wait = spy  # type: ignore[method-assign]
+    async with RunningTrigger(trigger) as running:
+        await running.wait_until(lambda: len(failures) >= 3)
+    assert running.payloads == []
+    assert {type(error).__name__ for error in failures} == {"AirflowNotFoundException"}
+    assert "until the connection 'no_such_connection' is fixed" in capsys.readouterr().out
