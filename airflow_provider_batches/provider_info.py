@@ -94,7 +94,10 @@ def provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Anthropic Message Batches",
-                "python-modules": ["airflow_provider_batches.triggers.batch"],
+                "python-modules": [
+                    "airflow_provider_batches.triggers.batch",
+                    "airflow_provider_batches.triggers.events",
+                ],
             }
         ],
         "connection-types": [

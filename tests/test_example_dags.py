@@ -25,6 +25,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_reschedule",
         "example_batch_mapped",
         "example_batch_from_upstream",
+        "example_batch_events",
     }
 
 

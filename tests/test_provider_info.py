@@ -112,16 +112,19 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads(info: dict[str, Any])
 
 
 @pytest.mark.parametrize(
-    ("section", "module"),
+    ("section", "expected"),
     [
-        ("hooks", "airflow_provider_batches.hooks.batch"),
-        ("sensors", "airflow_provider_batches.sensors.batch"),
-        ("triggers", "airflow_provider_batches.triggers.batch"),
+        ("hooks", ["airflow_provider_batches.hooks.batch"]),
+        ("sensors", ["airflow_provider_batches.sensors.batch"]),
+        (
+            "triggers",
+            ["airflow_provider_batches.triggers.batch", "airflow_provider_batches.triggers.events"],
+        ),
     ],
 )
-def test_listed_modules_import(info: dict[str, Any], section: str, module: str) -> None:
+def test_listed_modules_import(info: dict[str, Any], section: str, expected: list[str]) -> None:
     modules = [m for entry in info[section] for m in entry["python-modules"]]
-    assert modules == [module]
+    assert modules == expected
     for name in modules:
         assert importlib.import_module(name)
 
@@ -175,7 +178,10 @@ def test_providers_manager_lists_the_provider_and_hook() -> None:
         assert f"extra__{CONN_TYPE}__{name}" in widgets
 
     triggers = {t.trigger_class_name for t in manager.trigger if t.package_name == PACKAGE}
-    assert triggers == {"airflow_provider_batches.triggers.batch"}
+    assert triggers == {
+        "airflow_provider_batches.triggers.batch",
+        "airflow_provider_batches.triggers.events",
+    }
 
 
 def test_task_runtime_providers_manager_knows_the_hook() -> None:
