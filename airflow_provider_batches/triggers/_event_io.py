@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from pydantic import ValidationError
 
 from airflow_provider_batches.clients import shared_async_pool
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.transport import ApiRequest, asend, invalid_response, response_json
+from airflow_provider_batches.transport import (
+    ApiRequest,
+    ResponseLike,
+    asend,
+    invalid_response,
+    response_json,
+)
 from airflow_provider_batches.triggers._event_window import Watermark
 
 log = logging.getLogger(__name__)
@@ -54,13 +59,13 @@ async def alist_page(hook: MessageBatchHook, after_id: str | None, limit: int) -
     request = ApiRequest("GET", f"{settings.batches_url()}?{urlencode(query)}")
     pool = shared_async_pool(settings)
 
-    def parse(response: httpx.Response, request: ApiRequest, secret: str) -> ListPage:
+    def parse(response: ResponseLike, request: ApiRequest, secret: str) -> ListPage:
         return _parse_page(response, request, secret, limit)
 
     return await asend(pool.client, pool.gate, settings, request, parse)
 
 
-def _parse_page(response: httpx.Response, request: ApiRequest, secret: str, limit: int) -> ListPage:
+def _parse_page(response: ResponseLike, request: ApiRequest, secret: str, limit: int) -> ListPage:
     if secret and secret.encode() in response.content:
         # Batches become asset events and logs: a body that echoes the key is never used.
         raise invalid_response(response, request, secret, "the body contains the API key")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from airflow_provider_batches.models import MessageBatch, parse_datetime
+from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import OutcomePolicy
 
 Outcome = Literal["any", "passing", "failing"]
@@ -78,7 +78,7 @@ class Watermark:
         if not all(isinstance(i, str) for i in ids):
             return None
         try:
-            parsed = parse_datetime(horizon)
+            parsed = datetime.fromisoformat(horizon.replace("Z", "+00:00"))
         except ValueError:
             return None
         if parsed.tzinfo is None:
