@@ -57,6 +57,10 @@ class ResultsSpec:
         line = {"custom_id": self.custom_id(index), "result": self.result(index)}
         return json.dumps(line, separators=(",", ":")).encode("utf-8") + b"\n"
 
+    def line_bytes_by_index(self) -> list[bytes]:
+        """Every line in request order (small batches, for tests)."""
+        return [self.line(index) for index in range(len(self.kinds))]
+
     def iter_chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The JSONL body in chunks of about ``chunk_bytes`` (whole lines)."""
         pending: list[bytes] = []
