@@ -31,7 +31,7 @@ from airflow_provider_batches.results.lines import (
     ResultsCursor,
 )
 from airflow_provider_batches.settings import ClientSettings, is_loopback_host
-from airflow_provider_batches.transport import ApiRequest, Attempts, invalid_response
+from airflow_provider_batches.transport import ApiRequest, Attempts, invalid_response, redact
 
 #: How much of an error response's body is read to build the error.
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -57,9 +57,9 @@ def results_url_for(
         )
     url = batch.results_url
     if not _same_origin(url, settings.base_url) and not _allowed(url, allowed_hosts):
-        shown = urlsplit(url)._replace(query="", fragment="").geturl()[:300]
+        shown = redact(urlsplit(url)._replace(query="", fragment="").geturl(), settings.api_key)
         raise ResultsHostNotAllowedError(
-            f"The results_url of batch {batch.id} ({shown}) is not on the connection's host "
+            f"The results_url of batch {batch.id} ({shown[:300]}) is not on the connection's host "
             f"({settings.base_url}), and the API key is sent only there. If that host is the "
             "API's, allow it: connection extra 'results_hosts' (a list of host names, or "
             "host:port) or the 'allowed_results_hosts' argument."

@@ -4,6 +4,7 @@ downstream task reads it; a rerun does not download again; a permanent error fai
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,47 @@ def test_templated_fields() -> None:
     from airflow_provider_batches.operators.results import MessageBatchResultsOperator
 
     assert set(MessageBatchResultsOperator.template_fields) >= {"batch_id", "results_path"}
+
+
+def test_example_dag_runs_sensor_results_and_report(
+    airflow_db: object,
+    fake: FakeBatchesServer,
+    fake_conn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    monkeypatch.setenv("EXAMPLE_BATCH_POLL_SECONDS", "1")
+    # dag.test() serializes the DAG from a configured bundle: add the examples as one.
+    examples = Path(__file__).parents[2] / "example_dags" / "example_batch_results.py"
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "dags-folder", "classpath": local, "kwargs": {"path": str(DAGS_DIR)}},
+        {"name": "examples", "classpath": local, "kwargs": {"path": str(examples.parent)}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    bag = DagBag(dag_folder=str(examples))
+    assert not bag.import_errors, bag.import_errors
+    outcomes = {"succeeded": 40, "errored": 8}
+    batch = fake.create_batch(num_requests=48, ends_after=1.0, outcomes=outcomes)
+    conf = {"batch_id": batch["id"], "results_path": f"file://{tmp_path}"}
+    run = bag.dags["example_batch_results"].test(run_conf=conf)
+    with create_session() as session:
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == "example_batch_results", XComModel.run_id == run.run_id
+            )
+        )
+        xcoms = {(row.task_id, row.key): row.value for row in rows}
+    assert states == dict.fromkeys(("wait_for_batch", "store_results", "report"), "success")
+    manifest = xcoms[("store_results", "return_value")]
+    assert xcoms[("report", "return_value")] == {
+        "succeeded": 40,
+        "sha256": manifest["results_sha256"],
+    }
+    assert (tmp_path / batch["id"] / "errored.jsonl").read_bytes().count(b"\n") == 8

@@ -159,6 +159,17 @@ def test_origin_must_match_exactly(
     assert fake.request_count(method="GET") == 0
 
 
+def test_the_refusal_never_shows_the_key(fake: FakeBatchesServer, hook: MessageBatchHook) -> None:
+    data = fake.create_batch(num_requests=1, ends_after=0.0)
+    url = f"https://results.example/{API_KEY}/r?key={API_KEY}"
+    batch = MessageBatch.model_validate({**data, "results_url": url})
+    with pytest.raises(ResultsHostNotAllowedError) as info:
+        _collect(hook, batch)
+    assert "results.example" in str(info.value)
+    for text in (str(info.value), repr(info.value), repr(info.value.__reduce__())):
+        assert API_KEY not in text
+
+
 @READERS
 def test_not_ended_batch_has_a_clear_error(
     fake: FakeBatchesServer, hook: MessageBatchHook, read: Callable[..., list[Any]]
