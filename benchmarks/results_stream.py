@@ -220,6 +220,19 @@ def _table(results: list[dict[str, Any]], lines: int, size: int) -> list[str]:
     return rows
 
 
+def keep_section(old: str, new: str) -> str:
+    """``new`` with the results-streaming section of ``old`` (for run_all.py's rewrite)."""
+    if DOC_START not in old or DOC_START in new:
+        return new
+    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
+    return _insert(new, block)
+
+
+def _insert(text: str, block: str) -> str:
+    head, _, tail = text.partition("\n## ")
+    return f"{head}{block}\n\n## {tail}"
+
+
 def _write_doc(section: list[str]) -> None:
     text = DOC_PATH.read_text(encoding="utf-8")
     block = "\n".join([DOC_START, *section, DOC_END])
@@ -227,8 +240,7 @@ def _write_doc(section: list[str]) -> None:
         before, rest = text.split(DOC_START, 1)
         text = before + block + rest.split(DOC_END, 1)[1]
     else:
-        head, _, tail = text.partition("\n## ")
-        text = f"{head}{block}\n\n## {tail}"
+        text = _insert(text, block)
     DOC_PATH.write_text(text, encoding="utf-8")
 
 
@@ -307,6 +319,10 @@ def main() -> int:
     ours_all = [r for r in results if r["variant"].startswith("ours")]
     section = [
         "## Results streaming (`benchmarks/results_stream.py`)",
+        "",
+        "Written by `benchmarks/results_stream.py --write-doc` (not by `run_all.py`, which keeps "
+        "this section). Ours streams with `write_results` (one parse per line, SHA-256, "
+        "manifest); the comparison writes each result of the SDK's iterator as a JSON line.",
         "",
         f"Command: `python benchmarks/results_stream.py{' --quick' if args.quick else ''}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
