@@ -230,7 +230,7 @@ def keep_section(old: str, new: str) -> str:
 
 def _insert(text: str, block: str) -> str:
     head, _, tail = text.partition("\n## ")
-    return f"{head}{block}\n\n## {tail}"
+    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
 
 
 def _write_doc(section: list[str]) -> None:
