@@ -120,3 +120,16 @@ def test_example_dag_runs_sensor_results_and_report(
         "sha256": manifest["results_sha256"],
     }
     assert (tmp_path / batch["id"] / "errored.jsonl").read_bytes().count(b"\n") == 8
+
+
+def test_provider_info_lists_the_operator_and_the_results_hosts_extra() -> None:
+    import importlib
+
+    from airflow_provider_batches.provider_info import provider_info
+
+    info = provider_info()
+    (operators,) = info["operators"]
+    for module in operators["python-modules"]:
+        assert importlib.import_module(module).MessageBatchResultsOperator
+    (conn,) = info["connection-types"]
+    assert conn["conn-fields"]["results_hosts"]["schema"]["type"] == ["array", "null"]
