@@ -76,8 +76,13 @@ class _HashingFile:
         return file_entry(self.path, self.size, self._digest.hexdigest(), self.lines)
 
     def abort(self) -> None:
+        """Drop the file: object stores abort the upload (fsspec ``discard``), so no partial
+        object is committed; a local partial file stays until the next run replaces it."""
         self._pending.clear()
         try:
+            discard = getattr(self._stream, "discard", None)
+            if discard is not None:
+                discard()
             self._stream.close()
         except Exception:  # the write already failed; the next run replaces the prefix
             log.debug("Closing %s after a failure also failed", self.path, exc_info=True)
