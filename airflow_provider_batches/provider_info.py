@@ -61,6 +61,12 @@ CONN_FIELDS: dict[str, Any] = {
         "schema": {"type": ["string", "null"]},
         "description": "Only for API keys that span several workspaces.",
     },
+    "results_hosts": {
+        "label": "Other hosts allowed to serve results",
+        "schema": {"type": ["array", "null"], "items": {"type": "string"}},
+        "description": "Hosts (name or name:port) a batch's results_url may point at; the API "
+        "key is sent there. Empty: only the Base URL's host.",
+    },
 }
 
 
@@ -83,6 +89,12 @@ def provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Anthropic Message Batches",
                 "python-modules": ["airflow_provider_batches.hooks.batch"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Anthropic Message Batches",
+                "python-modules": ["airflow_provider_batches.operators.results"],
             }
         ],
         "sensors": [

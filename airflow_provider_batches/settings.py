@@ -54,6 +54,7 @@ _KNOWN_EXTRAS = frozenset(
         "max_response_bytes",
         "verify",
         "workspace_id",
+        "results_hosts",
     }
 )
 
@@ -86,6 +87,8 @@ class ClientSettings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     verify: bool | str = True
     workspace_id: str | None = None
+    #: Other hosts (``name`` or ``name:port``) a batch's ``results_url`` may point at.
+    results_hosts: tuple[str, ...] = ()
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -149,6 +152,7 @@ class ClientSettings:
             ),
             verify=_verify(conn_id, extras.get("verify")),
             workspace_id=_workspace_id(conn_id, extras.get("workspace_id")),
+            results_hosts=_results_hosts(conn_id, extras.get("results_hosts")),
         )
 
 
@@ -303,6 +307,25 @@ def _verify(conn_id: str, value: Any) -> bool | str:
         f"Connection {conn_id!r}: extra 'verify' must be true, false or a CA bundle path, "
         f"got {value!r}."
     )
+
+
+def _results_hosts(conn_id: str, value: Any) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'results_hosts' must be a list of host names "
+            f'such as ["results.example.com"], got {json.dumps(value)[:100]}.'
+        )
+    hosts = tuple(item.strip().lower() for item in items)
+    for host in hosts:
+        if not host or "/" in host or "@" in host or any(c.isspace() for c in host):
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r}: {host!r} in extra 'results_hosts' is not a host name "
+                "(write 'name' or 'name:port', without a scheme or path)."
+            )
+    return hosts
 
 
 def _workspace_id(conn_id: str, value: Any) -> str | None:

@@ -26,6 +26,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_mapped",
         "example_batch_from_upstream",
         "example_batch_events",
+        "example_batch_results",
     }
 
 
@@ -52,6 +53,14 @@ def test_mapped_example_expands_over_batch_ids(bag: object) -> None:
 def test_upstream_example_takes_batch_id_from_xcom(bag: object) -> None:
     dag = bag.dags["example_batch_from_upstream"]  # type: ignore[attr-defined]
     assert dag.get_task("wait_for_batch").upstream_task_ids == {"submit_batch"}
+
+
+def test_results_example_stores_after_the_sensor_and_reads_the_manifest(bag: object) -> None:
+    dag = bag.dags["example_batch_results"]  # type: ignore[attr-defined]
+    store = dag.get_task("store_results")
+    assert type(store).__name__ == "MessageBatchResultsOperator"
+    assert store.upstream_task_ids == {"wait_for_batch"}
+    assert dag.get_task("report").upstream_task_ids == {"store_results"}
 
 
 def test_importing_the_sensor_leaves_trigger_machinery_unloaded() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.sdk import BaseHook
@@ -28,6 +28,9 @@ from airflow_provider_batches.transport import (
 )
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.results import BatchResult
 
 
 class MessageBatchHook(BaseHook):
@@ -136,6 +139,41 @@ class MessageBatchHook(BaseHook):
         settings = self.settings
         request = ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
         return send(shared_sync_client(settings), settings, request, parse_batch)
+
+    def iter_results(
+        self,
+        batch: str | MessageBatch,
+        *,
+        allowed_results_hosts: Collection[str] = (),
+        max_line_bytes: int | None = None,
+    ) -> Iterator[BatchResult]:
+        """Each result of an ended batch (an id, or the batch as retrieved), in constant memory.
+
+        Results come in no guaranteed order: match them to requests by ``custom_id``. A read
+        that breaks is resumed without losing or repeating a line. The API key goes only to the
+        connection's host, or to ``allowed_results_hosts`` / the ``results_hosts`` extra.
+        """
+        from airflow_provider_batches.results.stream import iter_batch_results
+
+        for line in iter_batch_results(
+            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        ):
+            yield line.result
+
+    async def aiter_results(
+        self,
+        batch: str | MessageBatch,
+        *,
+        allowed_results_hosts: Collection[str] = (),
+        max_line_bytes: int | None = None,
+    ) -> AsyncIterator[BatchResult]:
+        """Async :meth:`iter_results`, on the event loop's shared connection pool."""
+        from airflow_provider_batches.results.stream import aiter_batch_results
+
+        async for line in aiter_batch_results(
+            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        ):
+            yield line.result
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one batch), for the UI's Test button."""
