@@ -11,7 +11,7 @@ fresh child process that measures its wall time, CPU time and peak RSS growth (s
 
 - ``ours -> file://``: ``write_results`` (results.jsonl + manifest) to a temporary directory;
 - ``ours -> s3://``: the same to a moto S3 server on loopback through the amazon provider and
-  s3fs (only where those are installed: ``requirements-s3-lock.txt``);
+  s3fs (pinned in ``requirements-lock.txt``);
 - ``official provider -> file``: the official provider's ``stream_batch_results`` writing each
   result as a JSON line, when ``benchmarks/.venvs/official`` exists; otherwise the ``anthropic``
   SDK's ``client.messages.batches.results()`` iterator (what that method wraps) does the same.

@@ -33,9 +33,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[str]:
     """A moto S3 server on a free loopback port, with an Airflow AWS connection to it."""
-    pytest.importorskip("s3fs", reason="s3:// needs the test extra (amazon provider, s3fs)")
-    server_module = pytest.importorskip("moto.server")
+    # requirements-lock.txt pins s3fs, moto and the amazon provider: a missing one is an error,
+    # never a silent skip.
     import boto3
+    import moto.server as server_module
+    import s3fs  # noqa: F401  (ObjectStoragePath needs it for s3://)
 
     port = _free_port()
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
