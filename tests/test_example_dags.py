@@ -13,7 +13,9 @@ EXAMPLES = Path(__file__).parent.parent / "example_dags"
 
 @pytest.fixture(scope="module")
 def bag() -> object:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     return DagBag(dag_folder=str(EXAMPLES))
 

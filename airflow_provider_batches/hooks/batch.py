@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
+from airflow_provider_batches._compat import BaseHook, aget_connection, amask_secret, mask_secret
 from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
@@ -52,9 +52,17 @@ class MessageBatchHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_ui_field_behaviour
         from airflow_provider_batches.provider_info import UI_FIELD_BEHAVIOUR
 
-        return UI_FIELD_BEHAVIOUR
+        return hook_ui_field_behaviour(UI_FIELD_BEHAVIOUR)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_connection_form_widgets
+        from airflow_provider_batches.provider_info import CONN_FIELDS
+
+        return hook_connection_form_widgets(CONN_FIELDS)
 
     @property
     def settings(self) -> ClientSettings:
@@ -66,7 +74,9 @@ class MessageBatchHook(BaseHook):
     async def asettings(self) -> ClientSettings:
         """Settings from the connection, loaded once without blocking the event loop."""
         if self._settings is None:
-            self._settings = self._load_settings(await self.aget_connection(self.conn_id))
+            settings = ClientSettings.from_connection(await aget_connection(self.conn_id))
+            await amask_secret(settings.api_key)
+            self._settings = settings
         return self._settings
 
     @staticmethod
@@ -164,10 +174,4 @@ def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str)
 
 def _mask(secret: str) -> None:
     """Tell Airflow's secrets masker about the key so no log line can show it."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow < 3.1
-        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
-            mask_secret,
-        )
     mask_secret(secret)
