@@ -8,6 +8,7 @@ from the same table) cannot claim what a release does not do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -183,40 +184,48 @@ async def test_aget_connection_reads_an_environment_connection(
     assert conn.host == "http://127.0.0.1:9"
 
 
-class _AsyncOnlySupervisor:
-    """Answers GetConnection only through ``asend``, after other coroutines got to run."""
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
-        self.requests: list[Any] = []
-        self.requested = asyncio.Event()
-        self.loop_ran_meanwhile = asyncio.Event()
-
-    async def asend(self, request: Any) -> Any:
-        self.requests.append(request)
-        self.requested.set()
-        await self.loop_ran_meanwhile.wait()  # resolved only if the loop is free
-        return self.answer
-
-
 @pytest.mark.skipif(supports("aget_connection"), reason="Airflow has aget_connection itself")
-async def test_airflow_3_0_reads_the_connection_over_the_async_supervisor_channel(
+async def test_airflow_3_0_trigger_reads_the_connection_over_the_runners_async_channel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Airflow 3.0's real trigger-runner channel, with a supervisor answering on the same loop:
+    a sync (blocking) lookup could never see the answer, so this also proves the loop is free."""
+    import socket
+
+    import msgspec
+    from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
     from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import ConnectionResult
+    from airflow.sdk.execution_time.comms import ConnectionResult, _RequestFrame, _ResponseFrame
 
-    answer = ConnectionResult(
-        conn_id="from_supervisor", conn_type="anthropic_batches", password=API_KEY
-    )
-    supervisor = _AsyncOnlySupervisor(answer)
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", supervisor, raising=False)
+    runner_end, supervisor_end = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=runner_end)
+    supervisor_reader, supervisor_writer = await asyncio.open_connection(sock=supervisor_end)
+    comms = TriggerCommsDecoder(async_reader=reader, async_writer=writer, socket=runner_end)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_FROM_SUPERVISOR", raising=False)
+    requests: list[dict[str, Any]] = []
 
-    lookup = asyncio.ensure_future(_compat.aget_connection("from_supervisor"))
-    await supervisor.requested.wait()
-    supervisor.loop_ran_meanwhile.set()  # this coroutine ran while the lookup was waiting
-    conn = await lookup
+    async def supervisor() -> None:
+        length = int.from_bytes(await supervisor_reader.readexactly(4), "big")
+        frame = msgspec.msgpack.decode(
+            await supervisor_reader.readexactly(length), type=_RequestFrame
+        )
+        requests.append(frame.body or {})
+        answer = ConnectionResult(
+            conn_id="from_supervisor", conn_type="anthropic_batches", password=API_KEY
+        )
+        supervisor_writer.write(_ResponseFrame(id=frame.id, body=answer.model_dump()).as_bytes())
+        await supervisor_writer.drain()
 
-    assert [r.conn_id for r in supervisor.requests] == ["from_supervisor"]
+    serving = asyncio.ensure_future(supervisor())
+    try:
+        conn = await asyncio.wait_for(_compat.aget_connection("from_supervisor"), 60)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        for stream in (writer, supervisor_writer):
+            stream.close()
+
+    assert [(r["type"], r["conn_id"]) for r in requests] == [("GetConnection", "from_supervisor")]
     assert conn.password == API_KEY
