@@ -188,7 +188,7 @@ def require(name: str, needed_by: str) -> None:
     from airflow import __version__
 
     raise UnsupportedAirflowFeatureError(
-        f"{needed_by} needs {wanted.title} (Airflow {wanted.since_text}+); this is Airflow "
+        f"{needed_by} needs Airflow {wanted.since_text}+ ({wanted.title}); this is Airflow "
         f"{__version__}. On this release: {wanted.older}"
     )
 
