@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml requirements-lock.txt
 # Older Airflow minors: one venv each, built only from its pinned constraints file.
 MATRIX_MINORS ?= 3.0 3.1 3.2
 MATRIX_VENVS := .venvs
-# The DAG-level and trigger suites (the full suite runs on the newest Airflow in `make test`).
+# The DAG-level, trigger and end-to-end suites (everything runs on the newest in `make test`).
 MATRIX_TESTS := tests/test_compat.py tests/test_provider_info.py tests/test_trigger.py \
-	tests/test_hook_async.py tests/test_sensor_dag.py tests/test_example_dags.py
+	tests/test_hook_async.py tests/test_sensor_dag.py tests/test_example_dags.py \
+	tests/e2e/test_scheduler_triggerer.py
 
 $(MATRIX_VENVS)/airflow-%/.installed: constraints/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_VENVS)/airflow-$*

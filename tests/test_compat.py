@@ -26,6 +26,7 @@ from airflow_provider_batches._compat import (
     require,
     supports,
 )
+from airflow_provider_batches.hooks.batch import MessageBatchHook
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNING_MINOR = "{}.{}".format(*airflow_version())
@@ -184,48 +185,101 @@ async def test_aget_connection_reads_an_environment_connection(
     assert conn.host == "http://127.0.0.1:9"
 
 
-@pytest.mark.skipif(supports("aget_connection"), reason="Airflow has aget_connection itself")
+class _RunnerChannel:
+    """Airflow 3.0's real trigger-runner channel (``TriggerCommsDecoder``) to a supervisor that
+    answers on the same event loop: a lookup that blocked the loop could never see an answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.connections: dict[str, Any] = {}
+
+    async def __aenter__(self) -> _RunnerChannel:
+        import socket
+
+        from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
+
+        runner_end, supervisor_end = socket.socketpair()
+        reader, self._writer = await asyncio.open_connection(sock=runner_end)
+        self._sup_reader, self._sup_writer = await asyncio.open_connection(sock=supervisor_end)
+        self.comms = TriggerCommsDecoder(
+            async_reader=reader, async_writer=self._writer, socket=runner_end
+        )
+        self._serving = asyncio.ensure_future(self._serve())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serving
+        self._writer.close()
+        self._sup_writer.close()
+
+    async def _serve(self) -> None:
+        import msgspec
+        from airflow.sdk.execution_time.comms import _RequestFrame, _ResponseFrame
+
+        while True:
+            length = int.from_bytes(await self._sup_reader.readexactly(4), "big")
+            frame = msgspec.msgpack.decode(
+                await self._sup_reader.readexactly(length), type=_RequestFrame
+            )
+            body = frame.body or {}
+            self.requests.append(body)
+            answer = None
+            if body.get("type") == "GetConnection":
+                answer = self.connections[body["conn_id"]].model_dump()
+            self._sup_writer.write(_ResponseFrame(id=frame.id, body=answer).as_bytes())
+            await self._sup_writer.drain()
+
+    def masked(self) -> list[Any]:
+        return [r["value"] for r in self.requests if r.get("type") == "MaskSecret"]
+
+
+only_airflow_3_0 = pytest.mark.skipif(
+    supports("aget_connection"), reason="Airflow has aget_connection itself"
+)
+
+
+@only_airflow_3_0
 async def test_airflow_3_0_trigger_reads_the_connection_over_the_runners_async_channel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Airflow 3.0's real trigger-runner channel, with a supervisor answering on the same loop:
-    a sync (blocking) lookup could never see the answer, so this also proves the loop is free."""
-    import socket
-
-    import msgspec
-    from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
     from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import ConnectionResult, _RequestFrame, _ResponseFrame
+    from airflow.sdk.execution_time.comms import ConnectionResult
 
-    runner_end, supervisor_end = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=runner_end)
-    supervisor_reader, supervisor_writer = await asyncio.open_connection(sock=supervisor_end)
-    comms = TriggerCommsDecoder(async_reader=reader, async_writer=writer, socket=runner_end)
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_FROM_SUPERVISOR", raising=False)
-    requests: list[dict[str, Any]] = []
-
-    async def supervisor() -> None:
-        length = int.from_bytes(await supervisor_reader.readexactly(4), "big")
-        frame = msgspec.msgpack.decode(
-            await supervisor_reader.readexactly(length), type=_RequestFrame
+    async with _RunnerChannel() as channel:
+        channel.connections["from_supervisor"] = ConnectionResult(
+            conn_id="from_supervisor",
+            conn_type="anthropic_batches",
+            password=API_KEY,
+            extra='{"timeout": 5}',
         )
-        requests.append(frame.body or {})
-        answer = ConnectionResult(
-            conn_id="from_supervisor", conn_type="anthropic_batches", password=API_KEY
-        )
-        supervisor_writer.write(_ResponseFrame(id=frame.id, body=answer.model_dump()).as_bytes())
-        await supervisor_writer.drain()
-
-    serving = asyncio.ensure_future(supervisor())
-    try:
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel.comms, raising=False)
         conn = await asyncio.wait_for(_compat.aget_connection("from_supervisor"), 60)
-    finally:
-        serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
-        for stream in (writer, supervisor_writer):
-            stream.close()
 
-    assert [(r["type"], r["conn_id"]) for r in requests] == [("GetConnection", "from_supervisor")]
+    assert channel.requests[0] == {"type": "GetConnection", "conn_id": "from_supervisor"}
     assert conn.password == API_KEY
+    assert conn.extra_dejson == {"timeout": 5}
+    assert API_KEY in channel.masked()  # the supervisor, which writes the logs, was told
+
+
+@only_airflow_3_0
+async def test_airflow_3_0_trigger_reads_an_environment_connection_in_the_loop(
+    monkeypatch: pytest.MonkeyPatch, set_connection: Any
+) -> None:
+    """Airflow 3.0's own connection classes mask through the sync channel, which raises from
+    the loop's thread in a real triggerer; the JSON form is parsed and masked without them."""
+    from airflow.sdk.execution_time import task_runner
+
+    set_connection("from_env", "http://127.0.0.1:9", timeout=5)
+    async with _RunnerChannel() as channel:
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel.comms, raising=False)
+        conn = await asyncio.wait_for(_compat.aget_connection("from_env"), 60)
+        settings = await asyncio.wait_for(MessageBatchHook("from_env").asettings(), 60)
+
+    assert conn.password == API_KEY
+    assert conn.extra_dejson["timeout"] == 5
+    assert settings.api_key == API_KEY
+    assert not [r for r in channel.requests if r.get("type") == "GetConnection"]
+    assert API_KEY in channel.masked()

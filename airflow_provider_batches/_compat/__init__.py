@@ -119,18 +119,20 @@ FEATURES: tuple[Feature, ...] = (
         "aget_connection",
         "Trigger reads its connection with `BaseHook.aget_connection`",
         (3, 1),
-        "The provider reads it itself without blocking the loop: environment-variable "
-        "connections in the loop (no I/O), others over the triggerer's async channel to its "
-        "supervisor (`SUPERVISOR_COMMS.asend`). Only a custom `[secrets] backend` is called in "
-        "a worker thread (`sync_to_async`), as Airflow 3.0's own providers do.",
+        "The provider reads it itself without blocking the loop: a JSON `AIRFLOW_CONN_<ID>` "
+        "in the loop (no I/O), connections stored in Airflow over the trigger runner's async "
+        "channel to its supervisor (`SUPERVISOR_COMMS.asend`). A URI-form variable or a custom "
+        "`[secrets] backend` is read by Airflow's sync code in a worker thread "
+        "(`sync_to_async`), as Airflow 3.0's own providers do.",
         _has_native_aget_connection,
     ),
     Feature(
         "amask_secret",
         "API key masked with `amask_secret` (the supervisor is told without blocking)",
         (3, 3),
-        "`mask_secret`: the key is masked in the process that read it (the trigger runner or "
-        "the task), which writes those log lines.",
+        "Masked in the trigger runner and sent to the supervisor with "
+        "`await SUPERVISOR_COMMS.asend(MaskSecret(...))` (the sync `mask_secret` cannot reach "
+        "it from the loop).",
         _has_amask_secret,
     ),
     Feature(
@@ -253,48 +255,21 @@ async def aget_connection(conn_id: str) -> Any:
     """The connection ``conn_id``, read without blocking the event loop, on every release."""
     if _has_native_aget_connection():
         return await BaseHook.aget_connection(conn_id)
-    return await _aget_connection_airflow_3_0(conn_id)
+    from airflow_provider_batches._compat import _legacy
+
+    return await _legacy.aget_connection(conn_id)
 
 
-async def _aget_connection_airflow_3_0(conn_id: str) -> Any:
-    """Airflow 3.0's lookup order (secrets backends, then the supervisor), made async."""
-    from airflow.sdk.exceptions import AirflowRuntimeError
-    from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import ErrorResponse, GetConnection
-    from airflow.sdk.execution_time.context import (  # type: ignore[attr-defined,unused-ignore]
-        _convert_connection_result_conn,
-    )
-    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
-    from airflow.secrets.environment_variables import EnvironmentVariablesBackend
-    from asgiref.sync import sync_to_async
-
-    for backend in ensure_secrets_backend_loaded():
-        if isinstance(backend, EnvironmentVariablesBackend):
-            conn = backend.get_connection(conn_id=conn_id)  # a dict lookup in os.environ
-        else:
-            # A user-configured backend (Vault, AWS, ...) has only a sync API on 3.0.
-            conn = await sync_to_async(backend.get_connection)(conn_id=conn_id)
-        if conn:
-            return conn
-    comms = task_runner.SUPERVISOR_COMMS
-    request = GetConnection(conn_id=conn_id)
-    if hasattr(comms, "asend"):  # the triggerer's runner: socket I/O on the loop
-        answer = await comms.asend(request)
-    else:  # dag.test(): an in-process supervisor answers from a queue, no I/O to wait for
-        answer = comms.send(request)
-    if isinstance(answer, ErrorResponse):
-        raise AirflowRuntimeError(answer)
-    return _convert_connection_result_conn(answer)
-
-
-async def amask_secret(secret: str) -> None:
+async def amask_secret(secret: Any) -> None:
     """Add ``secret`` to the log masker from async code without blocking the loop."""
     if _has_amask_secret():
         from airflow.sdk.log import amask_secret as native_amask_secret
 
         await native_amask_secret(secret)
         return
-    mask_secret(secret)
+    from airflow_provider_batches._compat import _legacy
+
+    await _legacy.amask_secret(secret)
 
 
 def mask_secret(secret: str) -> None:
