@@ -122,7 +122,14 @@ async def amask_secret(secret: Any) -> None:
         return
     from airflow.sdk.execution_time import task_runner
     from airflow.sdk.execution_time.comms import MaskSecret
-    from airflow.sdk.execution_time.secrets_masker import _secrets_masker, mask_secret
+    from airflow.sdk.log import mask_secret
+
+    try:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
+            _secrets_masker,
+        )
 
     comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
     if comms is None or not hasattr(comms, "asend"):
