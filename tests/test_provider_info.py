@@ -15,6 +15,7 @@ import pytest
 import airflow_provider_batches
 import airflow_provider_batches.settings as settings_module
 from airflow_provider_batches import get_provider_info
+from airflow_provider_batches._compat import hook_ui_field_behaviour
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.settings import ClientSettings
 
@@ -61,6 +62,9 @@ def test_connection_type_names_our_hook(info: dict[str, Any]) -> None:
     assert hook_class.conn_type == CONN_TYPE
     assert hook_class.default_conn_name == "anthropic_default"
     assert hook_class.conn_name_attr == "conn_id"
+    # Airflow < 3.2 asks the hook for the same form, in its own key style.
+    expected = hook_ui_field_behaviour(conn["ui-field-behaviour"])
+    assert MessageBatchHook.get_ui_field_behaviour() == expected
 
 
 def _settings(**fields: Any) -> ClientSettings:
@@ -153,7 +157,8 @@ def test_entry_point_resolves_to_get_provider_info() -> None:
 
 
 def test_ui_field_behaviour() -> None:
-    behaviour = MessageBatchHook.get_ui_field_behaviour()
+    (conn,) = get_provider_info()["connection-types"]
+    behaviour = conn["ui-field-behaviour"]
     assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
     assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert behaviour["placeholders"]["host"] == "https://api.anthropic.com"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from helpers import DAGS_DIR, TriggerSpy, wait_until
 
+from airflow_provider_batches._compat import airflow_version, supports
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = pytest.mark.airflow_db
@@ -41,7 +42,9 @@ def dag_env(
 
 
 def _load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     bag = DagBag(dag_folder=str(DAGS_DIR / "sensor_modes.py"))
     assert not bag.import_errors, bag.import_errors
@@ -76,7 +79,23 @@ def _end_after_polls(fake: FakeBatchesServer, batch_id: str, polls: int) -> thre
     return thread
 
 
-@pytest.mark.parametrize("dag_id", ["sensor_deferrable", "sensor_poke", "sensor_reschedule"])
+_RESCHEDULE_UNDER_DAG_TEST_BROKEN = pytest.mark.xfail(
+    airflow_version() < (3, 1),
+    strict=True,
+    reason="Airflow 3.0's in-process dag.test() client hands a reschedule sensor's first "
+    "reschedule date over as a str (model_construct skips validation), so its second try fails "
+    "with TypeError inside BaseSensorOperator; fixed in 3.1, not in the real supervisor path",
+)
+
+
+@pytest.mark.parametrize(
+    "dag_id",
+    [
+        "sensor_deferrable",
+        "sensor_poke",
+        pytest.param("sensor_reschedule", marks=_RESCHEDULE_UNDER_DAG_TEST_BROKEN),
+    ],
+)
 def test_every_mode_returns_the_final_batch_to_xcom(
     dag_env: FakeBatchesServer, dag_id: str
 ) -> None:
@@ -208,6 +227,11 @@ def test_unknown_batch_fails_fast(dag_env: FakeBatchesServer) -> None:
     assert dag_env.request_count("msgbatch_doesnotexist") == 1
 
 
+@pytest.mark.skipif(
+    not supports("templated_start_from_trigger"),
+    reason="Airflow < 3.3 does not render start_trigger_args; tests/test_compat.py checks the "
+    "sensor refuses a templated batch_id at parse time there",
+)
 def test_start_from_trigger_sensor_still_runs_under_dag_test(dag_env: FakeBatchesServer) -> None:
     """dag.test() starts every task on a worker, so this checks the fallback path only; the
     triggerer-first start is covered by the scheduler + triggerer test in tests/e2e."""

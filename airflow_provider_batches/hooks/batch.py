@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
+from airflow_provider_batches._compat import BaseHook, aget_connection, amask_secret, mask_secret
 from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
@@ -59,9 +59,17 @@ class MessageBatchHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_ui_field_behaviour
         from airflow_provider_batches.provider_info import UI_FIELD_BEHAVIOUR
 
-        return UI_FIELD_BEHAVIOUR
+        return hook_ui_field_behaviour(UI_FIELD_BEHAVIOUR)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_connection_form_widgets
+        from airflow_provider_batches.provider_info import CONN_FIELDS
+
+        return hook_connection_form_widgets(CONN_FIELDS)
 
     @property
     def settings(self) -> ClientSettings:
@@ -73,7 +81,7 @@ class MessageBatchHook(BaseHook):
     async def asettings(self) -> ClientSettings:
         """Settings from the connection, loaded once without blocking the event loop."""
         if self._settings is None:
-            settings = ClientSettings.from_connection(await self.aget_connection(self.conn_id))
+            settings = ClientSettings.from_connection(await aget_connection(self.conn_id))
             await _amask(settings.api_key)
             self._settings = settings
         return self._settings
@@ -223,25 +231,13 @@ def _parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -
 def _mask(secret: str) -> None:
     """Tell Airflow's secrets masker about the key so no log line can show it."""
     try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow < 3.1
-        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
-            mask_secret,
-        )
-    try:
         mask_secret(secret)
     except Exception as error:
         _report_mask_failure(error)
 
 
 async def _amask(secret: str) -> None:
-    """The same from the event loop: the async variant sends the message to the supervisor
-    without blocking the loop (the sync one needs a greenback portal there, else it fails)."""
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # Airflow releases without the async variant
-        _mask(secret)
-        return
+    """The same from the event loop, without blocking it (see ``_compat.amask_secret``)."""
     try:
         await amask_secret(secret)
     except Exception as error:

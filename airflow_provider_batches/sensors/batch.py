@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_batches._compat import AirflowSkipException, default_deferrable
+from airflow_provider_batches._compat import (
+    AirflowSkipException,
+    check_start_from_trigger_kwargs,
+    default_deferrable,
+)
 from airflow_provider_batches.defaults import (
     DEFAULT_ERROR_TOLERANCE,
     DEFAULT_EXPIRY_GRACE,
@@ -160,6 +164,9 @@ class MessageBatchSensor(BaseSensorOperator):
                 f"{self.task_id}: start_from_trigger=True needs deferrable=True, since the wait "
                 "then runs only in the triggerer."
             )
+        check_start_from_trigger_kwargs(
+            self.task_id, {"batch_id": self.batch_id, "conn_id": self.conn_id}
+        )
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls=_TRIGGER_PATH,
