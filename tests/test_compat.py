@@ -111,7 +111,9 @@ def test_each_constraints_file_pins_its_tested_release_exactly(minor: str) -> No
 def test_pyproject_and_readme_claim_exactly_the_tested_minors() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     oldest = next(iter(TESTED_RELEASES))
-    assert re.findall(r'"apache-airflow[^"]*"', pyproject) == [f'"apache-airflow>={oldest}"']
+    assert re.findall(r'"apache-airflow(?:[<>=!~][^"]*)?"', pyproject) == [
+        f'"apache-airflow>={oldest}"'
+    ]
     readme = (ROOT / "README.md").read_text()
     for minor, release in TESTED_RELEASES.items():
         assert f"| {minor} | {release} |" in readme, minor

@@ -106,19 +106,14 @@ async def test_a_masking_failure_is_logged_once_without_the_key(
 async def test_without_the_async_variant_the_sync_one_is_used(
     hook: MessageBatchHook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Older Airflow has no ``amask_secret``. Airflow's own connection lookup needs it here, so
-    it is removed only once the connection is read."""
+    """Older Airflow has no ``amask_secret``: outside a triggerer (no supervisor channel) the
+    compat layer masks through the sync ``mask_secret``."""
     import airflow.sdk.log
 
+    from airflow_provider_batches import _compat
+
     masked: list[str] = []
-    real_aget_connection = MessageBatchHook.aget_connection
-
-    async def aget_connection(cls: type[MessageBatchHook], conn_id: str) -> Any:
-        connection = await real_aget_connection(conn_id)
-        monkeypatch.delattr(airflow.sdk.log, "amask_secret")
-        return connection
-
-    monkeypatch.setattr(MessageBatchHook, "aget_connection", classmethod(aget_connection))
+    monkeypatch.setattr(_compat, "_has_amask_secret", lambda: False)
     monkeypatch.setattr(
         airflow.sdk.log, "mask_secret", lambda secret, name=None: masked.append(secret)
     )
