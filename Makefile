@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit e2e bench bench-full lock clean
+.PHONY: venv demo test test-matrix compat-docs lint typecheck unit e2e mutants bench bench-full lock clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,33 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Older Airflow minors: one venv each, built only from its pinned constraints file.
+MATRIX_MINORS ?= 3.0 3.1 3.2
+MATRIX_VENVS := .venvs
+# The DAG-level, trigger and end-to-end suites (everything runs on the newest in `make test`).
+MATRIX_TESTS := tests/test_compat.py tests/test_provider_info.py tests/test_trigger.py \
+	tests/test_hook_async.py tests/test_sensor_dag.py tests/test_example_dags.py \
+	tests/e2e/test_scheduler_triggerer.py
+
+$(MATRIX_VENVS)/airflow-%/.installed: constraints/airflow-%.txt pyproject.toml
+	rm -rf $(MATRIX_VENVS)/airflow-$*
+	$(PYTHON) -m venv $(MATRIX_VENVS)/airflow-$*
+	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		--no-deps -r constraints/airflow-$*.txt
+	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		--no-deps --no-build-isolation -e .
+	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip check --disable-pip-version-check
+	touch $@
+
+test-matrix: $(foreach m,$(MATRIX_MINORS),$(MATRIX_VENVS)/airflow-$(m)/.installed)
+	set -e; for m in $(MATRIX_MINORS); do \
+		echo "== Airflow $$m: $(MATRIX_TESTS)"; \
+		$(MATRIX_VENVS)/airflow-$$m/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_TESTS); \
+	done
+
+compat-docs: venv
+	$(PY) scripts/render_compat_docs.py
 
 demo: venv
 	$(PY) scripts/demo.py
@@ -33,6 +60,10 @@ unit: venv
 e2e: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m e2e
 
+# One-line mutants of the package, each of which some test must kill (scripts/mutants.py).
+mutants: venv
+	$(PY) scripts/mutants.py
+
 bench: venv
 	$(PY) benchmarks/run_all.py --quick
 
@@ -43,4 +74,4 @@ lock: venv
 	$(PY) -m pip freeze --exclude-editable | { echo "# Exact versions for the dev/test environment (make venv installs these, then the package --no-deps)."; echo "# Regenerate: make lock (after changing pyproject.toml dependencies)."; cat; } > requirements-lock.txt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MATRIX_VENVS) .mypy_cache .ruff_cache .pytest_cache

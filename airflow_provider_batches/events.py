@@ -13,8 +13,8 @@ from typing import Any, Literal
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch
 
-EventStatus = Literal["success", "error", "timeout"]
 EVENT_STATUSES: frozenset[str] = frozenset({"success", "error", "timeout"})
+_MAX_DETAIL_CHARS = 500
 
 
 def success_event(batch: MessageBatch) -> dict[str, Any]:
@@ -44,6 +44,26 @@ def error_event(
         "batch_id": batch_id,
         "batch": last_batch.to_xcom() if last_batch else None,
         "error": details,
+        "message": message,
+    }
+
+
+def unexpected_error_event(batch_id: str, error: Exception, secret: str) -> dict[str, Any]:
+    """The error event for a failure no other handler expected (never an escaped exception)."""
+    from airflow_provider_batches.transport import redact
+
+    detail = redact(f"{type(error).__name__}: {error}", secret)[:_MAX_DETAIL_CHARS]
+    message = f"Waiting for batch {batch_id} failed unexpectedly ({detail})."
+    if isinstance(error, UnicodeError):
+        message += (
+            " A connection field sent as an HTTP header (Password, or the betas or workspace_id"
+            " extras) holds characters a header cannot carry: use ASCII only."
+        )
+    return {
+        "status": "error",
+        "batch_id": batch_id,
+        "batch": None,
+        "error": {"error_class": type(error).__name__, "message": detail},
         "message": message,
     }
 

@@ -9,6 +9,7 @@
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
     │   ├── InvalidResponseError      a 2xx whose body is not what the endpoint returns
+    │   ├── BatchCreateOutcomeUnknownError  a create may or may not have made a batch (not resent)
     │   └── APIStatusError            the API answered with an error status
     │       ├── BadRequestError (400), AuthenticationError (401), BillingError (402),
     │       ├── PermissionDeniedError (403), NotFoundError (404), RequestTimeoutError (408),
@@ -112,7 +113,10 @@ class APIError(MessageBatchError):
 
 def _rebuild(cls: type[APIError], message: str, fields: dict[str, Any]) -> APIError:
     keys = ("method", "url", "batch_id", "status_code", "error_type", "request_id")
-    error = cls(message, **{key: fields[key] for key in keys})
+    kwargs: dict[str, Any] = {key: fields[key] for key in keys}
+    if "sent_at" in fields:
+        kwargs["sent_at"] = fields["sent_at"]
+    error = cls(message, **kwargs)
     error.retryable = fields["retryable"]
     error.retry_after = fields["retry_after"]
     error.attempts = fields["attempts"]
@@ -133,6 +137,26 @@ class InvalidResponseError(APIError):
     """A success status whose body is not a valid response for the endpoint (HTML, junk JSON)."""
 
     retryable = True
+
+
+class BatchCreateOutcomeUnknownError(APIError):
+    """Creating a batch failed in a way that leaves unknown whether the batch was created.
+
+    Raised instead of resending ``POST /v1/messages/batches`` after a 5xx other than 529, a
+    timeout, a dropped connection or an unreadable 2xx: a resend could create (and bill) a
+    second batch. ``status_code`` is the answer's status if there was one; ``sent_at`` (epoch
+    seconds) is when the request was first sent, so a caller can look for a batch created since
+    (list the batches, newest first) before deciding to create again. Never retryable.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, sent_at: float | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.sent_at = sent_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "sent_at": self.sent_at}
 
 
 class APIStatusError(APIError):

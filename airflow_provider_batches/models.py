@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
@@ -23,7 +22,10 @@ class _ApiModel(BaseModel):
 
 
 class RequestCounts(_ApiModel):
-    """How many of a batch's requests are in each state; they always sum to the batch's total."""
+    """How many of a batch's requests are in each state; they always sum to the batch's total.
+
+    A count category the API adds later is kept (``model_extra``) and counted in :attr:`total`.
+    """
 
     processing: NonNegativeInt
     succeeded: NonNegativeInt
@@ -33,7 +35,13 @@ class RequestCounts(_ApiModel):
 
     @property
     def total(self) -> int:
-        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
+        """Every request of the batch: the sum of all its integer counts, known or not."""
+        documented = self.processing + self.succeeded + self.errored + self.canceled + self.expired
+        return documented + sum(
+            value
+            for value in (self.model_extra or {}).values()
+            if isinstance(value, int) and not isinstance(value, bool)
+        )
 
     @property
     def unsuccessful(self) -> int:
@@ -95,8 +103,3 @@ class MessageBatch(_ApiModel):
 
 
 _KNOWN_STATUSES = frozenset(s.value for s in ProcessingStatus)
-
-
-def parse_datetime(value: str) -> datetime:
-    """Parse an RFC 3339 timestamp as the API writes it into an aware datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -6,6 +6,8 @@ from typing import Any
 
 CONNECTION_TYPE = "anthropic_batches"
 
+#: Schema and Port stay hidden: Host takes a whole base URL. Both still work on connections made
+#: outside the form (environment variable, CLI, another connection type); see docs/connection.md.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login", "port"],
     "relabeling": {"host": "Base URL", "password": "API key"},
@@ -17,6 +19,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     },
 }
 
+#: One form field per extra the hook reads (``settings._KNOWN_EXTRAS``).
 CONN_FIELDS: dict[str, Any] = {
     "anthropic_version": {
         "label": "anthropic-version header",
@@ -31,14 +34,27 @@ CONN_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Request timeout (seconds)",
         "schema": {"type": ["number", "null"], "default": 30},
+        "description": "Longest time one request may take in all: connect, send and read.",
     },
     "max_retries": {
         "label": "Retries on transient errors",
         "schema": {"type": ["integer", "null"], "default": 2},
+        "description": "Times one request is sent again after a transient fault (0 or more).",
     },
     "max_connections": {
         "label": "Max pooled HTTP connections",
         "schema": {"type": ["integer", "null"], "default": 32},
+        "description": "Sockets shared by every wait on this connection in one process (1+).",
+    },
+    "max_response_bytes": {
+        "label": "Max response size (bytes)",
+        "schema": {"type": ["integer", "null"], "default": 8388608},
+        "description": "Largest decoded response body read; larger answers are errors.",
+    },
+    "verify": {
+        "label": "TLS verification",
+        "schema": {"type": ["boolean", "string", "null"], "default": True},
+        "description": "true (default), false, or the path of a CA bundle (PEM) to trust.",
     },
     "max_requests_per_minute": {
         "label": "Max requests per minute (50 at tier 1)",
@@ -48,6 +64,13 @@ CONN_FIELDS: dict[str, Any] = {
     "workspace_id": {
         "label": "Workspace id (anthropic-workspace-id)",
         "schema": {"type": ["string", "null"]},
+        "description": "Only for API keys that span several workspaces.",
+    },
+    "results_hosts": {
+        "label": "Other hosts allowed to serve results",
+        "schema": {"type": ["array", "null"], "items": {"type": "string"}},
+        "description": "Hosts (name or name:port) a batch's results_url may point at; the API "
+        "key is sent there. Empty: only the Base URL's host.",
     },
 }
 
@@ -73,6 +96,12 @@ def provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_batches.hooks.batch"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Anthropic Message Batches",
+                "python-modules": ["airflow_provider_batches.operators.results"],
+            }
+        ],
         "sensors": [
             {
                 "integration-name": "Anthropic Message Batches",
@@ -82,7 +111,10 @@ def provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Anthropic Message Batches",
-                "python-modules": ["airflow_provider_batches.triggers.batch"],
+                "python-modules": [
+                    "airflow_provider_batches.triggers.batch",
+                    "airflow_provider_batches.triggers.events",
+                ],
             }
         ],
         "connection-types": [

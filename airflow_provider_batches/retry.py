@@ -9,16 +9,33 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+#: Answers that prove the server refused the request without acting on it (rate limited,
+#: overloaded): the only statuses after which a non-idempotent request (create) is resent.
+REFUSAL_STATUSES = frozenset({429, 529})
+
+
+def _should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    override = headers.get("x-should-retry", "").strip().lower()
+    return {"true": True, "false": False}.get(override)
 
 
 def is_retryable_status(status_code: int, headers: Mapping[str, str]) -> bool:
     """The API's own policy: ``x-should-retry`` wins, else 408/409/429 and every 5xx."""
-    override = headers.get("x-should-retry", "").strip().lower()
-    if override == "true":
-        return True
-    if override == "false":
-        return False
+    override = _should_retry_header(headers)
+    if override is not None:
+        return override
     return status_code in RETRYABLE_STATUSES or status_code >= 500
+
+
+def is_refusal_status(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Whether a non-idempotent request may be resent: 429 or 529, unless ``x-should-retry``
+    says false. A 5xx (a gateway's 504 included) may come after the server acted on it."""
+    return status_code in REFUSAL_STATUSES and _should_retry_header(headers) is not False
+
+
+def leaves_outcome_open(status_code: int) -> bool:
+    """A 5xx other than 529 may come after the server acted (a gateway's 504 above all)."""
+    return status_code >= 500 and status_code not in REFUSAL_STATUSES
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
@@ -11,16 +10,37 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from airflow_provider_batches.base_url import (
+    DEFAULT_BASE_URL,
+    InsecureEndpointWarning,
+    base_url,
+    is_loopback_host,
+)
 from airflow_provider_batches.exceptions import ConnectionConfigError, InvalidBatchIdError
+from airflow_provider_batches.header_values import api_key_from_password, check_header_value
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ClientSettings",
+    "InsecureEndpointWarning",
+    "is_loopback_host",
+    "quote_batch_id",
+    "validate_batch_id",
+]
+
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_CONNECTIONS = 32
 DEFAULT_MAX_REQUESTS_PER_MINUTE = 50.0  # the Batches API's tier-1 limit
+#: Largest decoded JSON body read from the API. The largest legitimate answer is a list page of
+#: 1,000 batches, about 0.7 MB (one batch is about 700 bytes of JSON); 8 MiB leaves room for
+#: fields the API may add while keeping what a hostile or broken server can make us hold small.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+#: Below this even one batch would not fit.
+MIN_MAX_RESPONSE_BYTES = 1024
 BATCHES_PATH = "/v1/messages/batches"
 MAX_BATCH_ID_LENGTH = 1024
 
@@ -32,15 +52,13 @@ _KNOWN_EXTRAS = frozenset(
         "timeout",
         "max_retries",
         "max_connections",
+        "max_response_bytes",
         "verify",
         "workspace_id",
         "max_requests_per_minute",
+        "results_hosts",
     }
 )
-
-
-class InsecureEndpointWarning(UserWarning):
-    """The API key would travel over plain HTTP to a host other than loopback."""
 
 
 class ConnectionLike(Protocol):
@@ -68,9 +86,12 @@ class ClientSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     verify: bool | str = True
     workspace_id: str | None = None
     max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
+    #: Other hosts (``name`` or ``name:port``) a batch's ``results_url`` may point at.
+    results_hosts: tuple[str, ...] = ()
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -98,11 +119,7 @@ class ClientSettings:
     @classmethod
     def from_connection(cls, conn: ConnectionLike) -> ClientSettings:
         conn_id = conn.conn_id
-        if not conn.password:
-            raise ConnectionConfigError(
-                f"Connection {conn_id!r} has no API key: put the Anthropic API key in its "
-                "Password field."
-            )
+        api_key = api_key_from_password(conn_id, conn.password)
         extras = _extras(conn)
         unknown = sorted(set(extras) - _KNOWN_EXTRAS)
         if unknown:
@@ -114,31 +131,32 @@ class ClientSettings:
             )
         return cls(
             conn_id=conn_id,
-            base_url=_base_url(conn),
-            api_key=conn.password,
+            base_url=base_url(conn_id, conn.host, conn.schema, conn.port),
+            api_key=api_key,
             anthropic_version=_version(conn_id, extras.get("anthropic_version")),
             betas=_betas(conn_id, extras.get("betas")),
-            timeout=_number(
-                conn_id, "timeout", extras.get("timeout"), DEFAULT_TIMEOUT, float, positive=True
+            timeout=_positive_float(conn_id, "timeout", extras.get("timeout"), DEFAULT_TIMEOUT),
+            max_retries=_whole_number(
+                conn_id, "max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, 0
             ),
-            max_retries=int(
-                _number(conn_id, "max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, int)
-            ),
-            max_connections=max(
+            max_connections=_whole_number(
+                conn_id,
+                "max_connections",
+                extras.get("max_connections"),
+                DEFAULT_MAX_CONNECTIONS,
                 1,
-                int(
-                    _number(
-                        conn_id,
-                        "max_connections",
-                        extras.get("max_connections"),
-                        DEFAULT_MAX_CONNECTIONS,
-                        int,
-                    )
-                ),
+            ),
+            max_response_bytes=_whole_number(
+                conn_id,
+                "max_response_bytes",
+                extras.get("max_response_bytes"),
+                DEFAULT_MAX_RESPONSE_BYTES,
+                MIN_MAX_RESPONSE_BYTES,
             ),
             verify=_verify(conn_id, extras.get("verify")),
-            workspace_id=_optional_str(conn_id, "workspace_id", extras.get("workspace_id")),
+            workspace_id=_workspace_id(conn_id, extras.get("workspace_id")),
             max_requests_per_minute=_requests_per_minute(conn_id, extras),
+            results_hosts=_results_hosts(conn_id, extras.get("results_hosts")),
         )
 
 
@@ -181,15 +199,6 @@ def quote_batch_id(batch_id: str) -> str:
     return quote(validate_batch_id(batch_id), safe="")
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _extras(conn: ConnectionLike) -> dict[str, Any]:
     try:
         extras = conn.extra_dejson
@@ -200,43 +209,6 @@ def _extras(conn: ConnectionLike) -> dict[str, Any]:
     if not isinstance(extras, Mapping):
         raise ConnectionConfigError(f"Connection {conn.conn_id!r}: extras must be a JSON object.")
     return dict(extras)
-
-
-def _base_url(conn: ConnectionLike) -> str:
-    host = (conn.host or "").strip()
-    if not host:
-        return DEFAULT_BASE_URL
-    if "://" not in host:
-        scheme = conn.schema if conn.schema in ("http", "https") else "https"
-        host = f"{scheme}://{host}"
-        bare = urlsplit(host)
-        if conn.port and ":" not in bare.netloc.rsplit("]", 1)[-1]:
-            host = bare._replace(netloc=f"{bare.netloc}:{conn.port}").geturl()
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectionConfigError(
-            f"Connection {conn.conn_id!r} has Host {host!r}, which is not an http(s) URL. "
-            f"Use a base URL such as {DEFAULT_BASE_URL!r}, or leave Host empty for that default."
-        )
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
-    except ValueError:
-        raise ConnectionConfigError(
-            f"Connection {conn.conn_id!r} has Host {host!r}, whose port is not a number "
-            "between 0 and 65535."
-        ) from None
-    if parts.query or parts.fragment:
-        raise ConnectionConfigError(
-            f"Connection {conn.conn_id!r}: the base URL must not carry a query or fragment."
-        )
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        warnings.warn(
-            f"Connection {conn.conn_id!r} sends the API key over plain HTTP to "
-            f"{parts.hostname}; use https:// for anything but a local test server.",
-            InsecureEndpointWarning,
-            stacklevel=4,
-        )
-    return host.rstrip("/")
 
 
 def _version(conn_id: str, value: Any) -> str:
@@ -263,36 +235,67 @@ def _betas(conn_id: str, value: Any) -> tuple[str, ...]:
             f'["message-batches-2024-09-24"], got {json.dumps(value)[:100]}.'
         )
     for item in items:
-        if not item or any(c.isspace() or c == "," or not c.isprintable() for c in item):
+        if not item or any(c == "," or not "\x21" <= c <= "\x7e" for c in item):
             raise ConnectionConfigError(
-                f"Connection {conn_id!r}: beta name {item!r} in extra 'betas' is empty or "
-                "contains spaces, commas or control characters."
+                f"Connection {conn_id!r}: beta name {ascii(item)[:100]} in extra 'betas' is "
+                "empty or contains spaces, commas, control or non-ASCII characters, which cannot "
+                "be sent in the anthropic-beta header. Use names such as "
+                "'message-batches-2024-09-24'."
             )
     return tuple(items)
 
 
-def _number(
-    conn_id: str, name: str, value: Any, default: float, kind: type, *, positive: bool = False
-) -> float:
+def _positive_float(conn_id: str, name: str, value: Any, default: float) -> float:
     if value is None or value == "":
         return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = None
-    if (
-        isinstance(value, bool)
-        or number is None
-        or not math.isfinite(number)
-        or number < 0
-        or (positive and number == 0)
-    ):
+    number: float | None = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
         raise ConnectionConfigError(
-            f"Connection {conn_id!r}: extra {name!r} must be a finite "
-            f"{'positive' if positive else 'non-negative'} "
-            f"{'integer' if kind is int else 'number'}, got {value!r}."
+            f"Connection {conn_id!r}: extra {name!r} must be a finite positive number of "
+            f"seconds, got {_shown(value)}."
         )
-    return float(number)
+    return number
+
+
+def _whole_number(conn_id: str, name: str, value: Any, default: int, minimum: int) -> int:
+    """An integer extra; 2.7, true or "2.5" are errors, never rounded or truncated."""
+    if value is None or value == "":
+        return default
+    number = _as_int(value)
+    if number is None or number < minimum:
+        expected = (
+            "a finite non-negative integer" if minimum == 0 else f"an integer of at least {minimum}"
+        )
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra {name!r} must be {expected}, got {_shown(value)}. "
+            f"Write it as a plain number such as {default}."
+        )
+    return number
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:
@@ -310,12 +313,39 @@ def _verify(conn_id: str, value: Any) -> bool | str:
     )
 
 
-def _optional_str(conn_id: str, name: str, value: Any) -> str | None:
+def _results_hosts(conn_id: str, value: Any) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'results_hosts' must be a list of host names "
+            f'such as ["results.example.com"], got {json.dumps(value)[:100]}.'
+        )
+    hosts = tuple(item.strip().lower() for item in items)
+    for host in hosts:
+        if not host or "/" in host or "@" in host or any(c.isspace() for c in host):
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r}: {host!r} in extra 'results_hosts' is not a host name "
+                "(write 'name' or 'name:port', without a scheme or path)."
+            )
+    return hosts
+
+
+def _workspace_id(conn_id: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not value.isprintable():
-        raise ConnectionConfigError(f"Connection {conn_id!r}: extra {name!r} must be a string.")
-    return value
+    if not isinstance(value, str):
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'workspace_id' must be a string such as "
+            f"'wrkspc_01...', got {type(value).__name__}."
+        )
+    return check_header_value(
+        conn_id,
+        "extra 'workspace_id'",
+        value,
+        "Copy the workspace id from the Anthropic console (ASCII letters, digits, '_').",
+    )
 
 
 def _requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:

@@ -1,4 +1,5 @@
-"""The watcher's requests: list pages and single retrieves, on the connection's shared pool.
+"""The watcher's list pages, on the connection's shared pool (single retrieves go through the
+hook's ``aretrieve_batch``).
 
 ``alist_page`` is private to the watcher for now; once the hook has ``alist_batches`` (with a
 page model) the watcher can call that instead.
@@ -11,14 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import ValidationError
 
 from airflow_provider_batches.clients import shared_async_pool
-from airflow_provider_batches.hooks.batch import parse_batch
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings
-from airflow_provider_batches.transport import ApiRequest, asend, invalid_response, response_json
+from airflow_provider_batches.transport import (
+    ApiRequest,
+    ResponseLike,
+    asend,
+    invalid_response,
+    response_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +50,7 @@ async def alist_page(settings: ClientSettings, after_id: str | None) -> ListPage
     return await asend(pool.client, pool.gate, settings, ApiRequest("GET", url), parse_page)
 
 
-async def aretrieve(settings: ClientSettings, batch_id: str) -> MessageBatch:
-    """``GET /v1/messages/batches/{batch_id}``."""
-    pool = shared_async_pool(settings)
-    request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
-    return await asend(pool.client, pool.gate, settings, request, parse_batch)
-
-
-def parse_page(response: httpx.Response, request: ApiRequest, secret: str) -> ListPage:
+def parse_page(response: ResponseLike, request: ApiRequest, secret: str) -> ListPage:
     """The page's shape; the entries are checked later, one by one (see :func:`valid_batches`)."""
     if secret and secret.encode() in response.content:
         raise invalid_response(response, request, secret, "the body contains the API key")

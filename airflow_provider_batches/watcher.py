@@ -9,7 +9,9 @@ answer goes to the waits of that batch only, a 404 included. Waits never own a t
 is a future the watcher resolves.
 
 What a wait does with the batch (deadlines, expiry, error tolerance, the one event) stays in the
-trigger; requests still go through the connection's budget (``budget.py``).
+trigger; requests still go through the connection's budget (``budget.py``). A single batch is
+retrieved with the hook's ``aretrieve_batch``. Time is read from this module's ``time`` and
+waited out with its ``asyncio.sleep`` only, so a test can simulate both.
 """
 
 from __future__ import annotations
@@ -19,18 +21,15 @@ import logging
 import math
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings, validate_batch_id
-from airflow_provider_batches.watch_pages import (
-    PAGE_LIMIT,
-    alist_page,
-    aretrieve,
-    pages_worth,
-    valid_batches,
-)
+from airflow_provider_batches.watch_pages import PAGE_LIMIT, alist_page, pages_worth, valid_batches
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +66,23 @@ class BatchWatcher:
         self._driver: asyncio.Task[None] | None = None
         self._cycle_task: asyncio.Task[None] | None = None
         self._retrieving: dict[str, asyncio.Task[None]] = {}
-        self._wakeup: asyncio.Future[None] | None = None
+        self._nap: asyncio.Task[None] | None = None
         self._next_cycle_at = math.inf
-        self._settings: ClientSettings | None = None
+        self._hook: MessageBatchHook | None = None
         self._settings_expire_at = 0.0
         self.lookups = 0
         self.cycles = 0
 
     def loaded_api_key(self) -> str:
         """The API key of the last lookup, else ``""`` (for redacting unexpected errors)."""
-        return self._settings.api_key if self._settings is not None else ""
+        return self._hook.loaded_api_key() if self._hook is not None else ""
 
     async def poll(self, batch_id: str, within: float) -> MessageBatch:
         """The batch from a cycle starting at most ``within`` seconds from now (or sooner)."""
         validate_batch_id(batch_id)
-        loop = asyncio.get_running_loop()
         waiter = _Waiter(
-            loop.create_future(), loop.time() + (within if within > 0 else GATHER_SECONDS)
+            asyncio.get_running_loop().create_future(),
+            time.monotonic() + (within if within > 0 else GATHER_SECONDS),
         )
         self._waiting.setdefault(batch_id, []).append(waiter)
         self._wake_for(waiter.due)
@@ -110,22 +109,23 @@ class BatchWatcher:
         if self._driver is None or self._driver.done():
             self._next_cycle_at = due
             self._driver = asyncio.get_running_loop().create_task(self._drive())
-        elif due < self._next_cycle_at and self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        elif due < self._next_cycle_at and self._nap is not None:
+            self._nap.cancel()  # the driver wakes and sleeps again, until the earlier due
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
             self._next_cycle_at = min(w.due for ws in self._waiting.values() for w in ws)
-            delay = self._next_cycle_at - loop.time()
+            delay = self._next_cycle_at - time.monotonic()
             if delay > 0:
-                self._wakeup = loop.create_future()
-                timer = loop.call_later(delay, _resolve, self._wakeup)
+                # Its own task, so that an earlier wait can cut it short (a cancelled nap ends
+                # asyncio.wait quietly; a cancelled driver cancels its nap).
+                nap = self._nap = loop.create_task(asyncio.sleep(delay))
                 try:
-                    await self._wakeup
+                    await asyncio.wait({nap})
                 finally:
-                    timer.cancel()
-                    self._wakeup = None
+                    nap.cancel()
+                    self._nap = None
                 continue
             self._next_cycle_at = -math.inf  # a cycle is running: new waits join the next
             # Its own task, so that it can be cancelled once nobody waits (freeing the socket)
@@ -140,31 +140,34 @@ class BatchWatcher:
                 error = cycle.exception()
                 assert error is not None
                 log.error("Watcher for %s: cycle failed", self.conn_id, exc_info=error)
-                await self._hand_out_error(self._due_ids(loop.time()), error)
+                await self._hand_out_error(self._due_ids(time.monotonic()), error)
 
     def _due_ids(self, now: float) -> list[str]:
         return [b for b, ws in self._waiting.items() if any(w.due <= now for w in ws)]
 
-    async def _connection(self) -> ClientSettings:
-        """The connection's settings: one lookup per TTL for every wait of this watcher (the
-        driver runs one cycle at a time, so lookups never overlap)."""
+    async def _connection(self) -> MessageBatchHook:
+        """A hook with the connection's settings loaded: one lookup per TTL for every wait of
+        this watcher (the driver runs one cycle at a time, so lookups never overlap)."""
         now = time.monotonic()
-        if self._settings is None or now >= self._settings_expire_at:
+        if self._hook is None or now >= self._settings_expire_at:
             from airflow_provider_batches.hooks.batch import MessageBatchHook
 
             self.lookups += 1
-            self._settings = await MessageBatchHook(self.conn_id).asettings()
+            hook = MessageBatchHook(self.conn_id)
+            await hook.asettings()
+            self._hook = hook
             self._settings_expire_at = now + SETTINGS_TTL
-        return self._settings
+        return self._hook
 
     async def _cycle(self) -> None:
         loop = asyncio.get_running_loop()
         self.cycles += 1
         for batch_id in [b for b in self._created_at if b not in self._waiting]:
             del self._created_at[batch_id]
-        due = self._due_ids(loop.time())
+        due = self._due_ids(time.monotonic())
         try:
-            settings = await self._connection()
+            hook = await self._connection()
+            settings = await hook.asettings()  # loaded: no lookup
         except Exception as error:  # a missing or invalid connection: each due wait decides
             await self._hand_out_error(due, error)
             return
@@ -182,7 +185,7 @@ class BatchWatcher:
         if missing:
             self._note_uncovered(missing, covered_since)
             for batch_id in missing:
-                retrieve = loop.create_task(self._retrieve_one(settings, batch_id))
+                retrieve = loop.create_task(self._retrieve_one(hook, batch_id))
                 self._retrieving[batch_id] = retrieve
             try:
                 await asyncio.gather(*self._retrieving.values(), return_exceptions=True)
@@ -251,9 +254,9 @@ class BatchWatcher:
                 return -math.inf  # every batch the API lists was read
             after_id = page.last_id
 
-    async def _retrieve_one(self, settings: ClientSettings, batch_id: str) -> None:
+    async def _retrieve_one(self, hook: MessageBatchHook, batch_id: str) -> None:
         try:
-            batch = await aretrieve(settings, batch_id)
+            batch = await hook.aretrieve_batch(batch_id)
         except Exception as error:
             await self._hand_out_error([batch_id], error)
         else:
@@ -290,11 +293,6 @@ async def _validated(items: list[Any]) -> list[MessageBatch]:
             await asyncio.sleep(0)  # other waits run between two slices of a big page
         batches += valid_batches(items[start : start + VALIDATE_CHUNK])
     return batches
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 _watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BatchWatcher]] = (

@@ -527,6 +527,10 @@ def write_report(report: dict[str, Any], path: Path) -> str:
     ]
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        from results_stream import keep_section
+
+        text = keep_section(path.read_text(encoding="utf-8"), text)
     path.write_text(text, encoding="utf-8")
     return text
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.sensors.batch import MessageBatchSensor
 
 with DAG(
@@ -32,7 +33,7 @@ with DAG(
     @task
     def summarize(batch: dict[str, Any]) -> dict[str, Any]:
         counts = batch["request_counts"]
-        total = sum(counts.values())
+        total = MessageBatch.from_xcom(batch).total_requests  # every count, known or not
         summary = {
             "batch_id": batch["id"],
             "total": total,

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 TESTS_DIR = Path(__file__).parent
 DAGS_DIR = TESTS_DIR / "dags"
@@ -15,12 +16,13 @@ API_KEY = "sk-ant-api03-TESTKEY-7f3c9a1e5b2d4c6f8a0b-DO-NOT-LEAK"
 
 
 #: Tests send requests far faster than the default budget (tier 1: 50 a minute) allows; those
-#: about the budget set ``max_requests_per_minute`` themselves.
+#: about the budget set ``max_requests_per_minute`` themselves (``None``: no such extra).
 UNTHROTTLED = 1_000_000
 
 
 def connection_json(base_url: str, api_key: str = API_KEY, **extra: object) -> str:
     extra.setdefault("max_requests_per_minute", UNTHROTTLED)
+    extra = {name: value for name, value in extra.items() if value is not None}
     return json.dumps(
         {"conn_type": "anthropic_batches", "password": api_key, "host": base_url, "extra": extra}
     )
@@ -45,3 +47,93 @@ def assert_no_secret_in_records(records: list[logging.LogRecord], *secrets: str)
         for text in (record.getMessage(), repr(record.args), formatter.format(record)):
             for secret in secrets:
                 assert secret not in text, f"a secret is in a log record from {record.name}"
+
+
+class SimulatedClock:
+    """Stands in for ``time`` and ``asyncio.sleep`` in a module under test: sleeping advances
+    the clock at once, so waits measured in minutes run in milliseconds and every time-based
+    decision is exact (no wall-clock bounds in the test).
+
+    ``limit``: simulated seconds after which a sleep fails the test (a wait that never ends).
+    """
+
+    def __init__(self, start: float, limit: float = 10 * 24 * 3600.0) -> None:
+        self.now = start
+        self.started = start
+        self.limit = limit
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        assert seconds >= 0, f"negative sleep {seconds}"
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.now - self.started > self.limit:
+            raise AssertionError(f"still waiting {self.now - self.started:.0f} simulated s in")
+        if self.on_sleep is not None:
+            self.on_sleep()
+        await asyncio.sleep(0)
+
+    def install(self, module: object, monkeypatch: Any) -> None:
+        """Make ``module``'s ``time.time``/``time.monotonic``/``asyncio.sleep`` this clock (the
+        rest of ``time`` and ``asyncio`` stays real: ``wait_for`` still times out in real time,
+        so a poll is never cut short by the simulated clock)."""
+        import asyncio
+
+        monkeypatch.setattr(
+            module, "time", _Overlay(time, time=self.time, monotonic=self.monotonic)
+        )
+        monkeypatch.setattr(module, "asyncio", _Overlay(asyncio, sleep=self.sleep))
+
+
+class _Overlay:
+    """A module with some attributes replaced; every other attribute is the module's own."""
+
+    def __init__(self, module: object, **replaced: Any) -> None:
+        self._module = module
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+class TriggerSpy:
+    """Records every ``MessageBatchTrigger.run`` entered in this process (``dag.test()`` runs a
+    deferred task's trigger in-line): which batch, how many API requests for it the fake had
+    seen when the trigger started, and the events it yielded. Proof that a task really deferred,
+    which no count a poking sensor also reaches can give."""
+
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.runs: list[dict[str, Any]] = []
+
+    def install(self, monkeypatch: Any) -> TriggerSpy:
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        real_run = MessageBatchTrigger.run
+        spy = self
+
+        async def run(trigger: Any) -> Any:
+            record: dict[str, Any] = {
+                "batch_id": trigger.batch_id,
+                "requests_before": spy.fake.request_count(trigger.batch_id),
+                "events": [],
+            }
+            spy.runs.append(record)
+            async for event in real_run(trigger):
+                record["events"].append(event.payload)
+                yield event
+
+        monkeypatch.setattr(MessageBatchTrigger, "run", run)
+        return self
+
+    def runs_for(self, batch_id: str) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run["batch_id"] == batch_id]

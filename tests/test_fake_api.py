@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -111,7 +112,12 @@ def client(fake: FakeBatchesServer) -> Iterator[httpx.Client]:
 def test_base_url_and_repr(fake: FakeBatchesServer) -> None:
     assert re.match(r"^http://127\.0\.0\.1:\d+$", fake.base_url)
     assert fake.port > 0
+    assert fake.base_url.endswith(f":{fake.port}")
     assert fake.api_key == KEY
+    # The fake's own key is a secret too: its repr (as pytest shows a fixture) never holds it.
+    assert type(fake).__name__ in repr(fake)
+    assert KEY not in repr(fake)
+    assert KEY not in str(fake)
 
 
 def test_create_retrieve_and_results_through_the_api(
@@ -444,11 +450,14 @@ def test_stuck_canceling(fake: FakeBatchesServer, client: httpx.Client) -> None:
 
 
 def test_archived_results_are_404(fake: FakeBatchesServer, client: httpx.Client) -> None:
-    batch = fake.create_batch(num_requests=1, ends_after=0.0, archive_after=0.15)
+    # The fake's clock is stepped by hand, so "before" and "after" archiving are exact.
+    now = [time.time()]
+    fake._state._clock = lambda: now[0]
+    batch = fake.create_batch(num_requests=1, ends_after=0.0, archive_after=60.0)
     first = client.get(f"/v1/messages/batches/{batch['id']}").json()
     assert first["archived_at"] is None
     assert client.get(first["results_url"]).status_code == 200
-    time.sleep(0.2)
+    now[0] += 61.0
     archived = client.get(f"/v1/messages/batches/{batch['id']}").json()
     assert archived["archived_at"] is not None
     assert archived["processing_status"] == "ended"
@@ -610,12 +619,15 @@ def test_delay_fault_triggers_read_timeout(fake: FakeBatchesServer) -> None:
     fake.inject_fault(Fault("delay", delay=0.6))
     headers = {"x-api-key": KEY, "anthropic-version": VERSION}
     url = f"{fake.base_url}/v1/messages/batches/{batch['id']}"
-    with httpx.Client(headers=headers, timeout=0.2, trust_env=False, verify=TLS) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            http.get(url)
-        assert http.get(url).json()["id"] == batch["id"]
+    with (
+        httpx.Client(headers=headers, timeout=0.2, trust_env=False, verify=TLS) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.get(url)
+    with httpx.Client(headers=headers, timeout=10.0, trust_env=False, verify=TLS) as http:
+        assert http.get(url).json()["id"] == batch["id"]  # the fault was used up
     fake.inject_fault(Fault("delay", delay=0.2))
-    with httpx.Client(headers=headers, timeout=2.0, trust_env=False, verify=TLS) as http:
+    with httpx.Client(headers=headers, timeout=30.0, trust_env=False, verify=TLS) as http:
         started = time.monotonic()
         assert http.get(url).status_code == 200
         assert time.monotonic() - started >= 0.2
@@ -746,31 +758,40 @@ def test_faults_never_touch_admin_routes(fake: FakeBatchesServer, client: httpx.
 
 
 def test_latency_is_per_request_and_concurrent(fake: FakeBatchesServer) -> None:
-    fake.set_latency(0.3)
     headers = {"x-api-key": KEY, "anthropic-version": VERSION}
     url = f"{fake.base_url}/v1/messages/batches"
-    durations: list[float] = []
+    # Per request: each answer comes no sooner than the latency (a lower bound cannot flake).
+    fake.set_latency(0.3)
+    with httpx.Client(headers=headers, trust_env=False, verify=TLS, timeout=10.0) as http:
+        started = time.monotonic()
+        assert http.get(url).status_code == 200
+        assert time.monotonic() - started >= 0.3
+    # Concurrent: with a latency far longer than the test, all 8 requests reach the fake
+    # while none has been answered, so it holds them all at once instead of one by one.
+    fake.set_latency(600.0)
+    answered: list[int] = []
 
     def one() -> None:
-        with httpx.Client(headers=headers, trust_env=False, verify=TLS, timeout=5.0) as http:
-            started = time.monotonic()
-            assert http.get(url).status_code == 200
-            durations.append(time.monotonic() - started)
+        with (
+            httpx.Client(headers=headers, trust_env=False, verify=TLS, timeout=None) as http,
+            contextlib.suppress(httpx.HTTPError),  # the fake closes under it at the end
+        ):
+            answered.append(http.get(url).status_code)
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=one) for _ in range(8)]
+    before = fake.request_count()
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
+    _wait_until(lambda: fake.request_count() == before + 8, timeout=30)
+    assert answered == []
+    # Admin routes are not delayed: answered within the admin client's 10 s timeout while
+    # every API request waits 600 s.
+    assert FakeAdminClient(fake.base_url, timeout=10.0).stats()["requests"] == before + 8
+    assert answered == []
+    fake.close()
     for thread in threads:
-        thread.join()
-    total = time.monotonic() - started
-    assert len(durations) == 8
-    assert min(durations) >= 0.3
-    assert total < 1.5  # not serialised: 8 x 0.3 s would be 2.4 s
-    admin_started = time.monotonic()
-    FakeAdminClient(fake.base_url).stats()
-    assert time.monotonic() - admin_started < 0.25  # admin routes are not delayed
-    fake.set_latency(0.0)
+        thread.join(timeout=30)
+    assert all(status != 200 for status in answered)
 
 
 # ---- observation ----------------------------------------------------------------------------

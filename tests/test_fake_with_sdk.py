@@ -325,9 +325,17 @@ def test_sdk_retries_honour_retry_after(fake: FakeBatchesServer) -> None:
         )
     )
     with _sdk(fake, max_retries=2) as client:
-        started = time.monotonic()
+        waits: list[float] = []
+        compute = client._calculate_retry_timeout
+
+        def recorded(*args: Any, **kwargs: Any) -> float:
+            waits.append(compute(*args, **kwargs))
+            return waits[-1]
+
+        client._calculate_retry_timeout = recorded  # type: ignore[method-assign]
         assert client.messages.batches.retrieve(created["id"]).id == created["id"]
-        assert time.monotonic() - started < 2.0
+        # The SDK waited what the fake asked (20 ms), not its own backoff (0.5 s and up).
+        assert waits == [0.02, 0.02]
     assert fake.request_count(batch_id=created["id"]) == 3
     retry_counts = [r.headers["x-stainless-retry-count"] for r in fake.requests]
     assert retry_counts == ["0", "1", "2"]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import airflow_provider_batches
+import airflow_provider_batches.settings as settings_module
 from airflow_provider_batches import get_provider_info
+from airflow_provider_batches._compat import hook_ui_field_behaviour
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.settings import ClientSettings
 
 PACKAGE = "airflow-provider-batches"
 HOOK_CLASS = "airflow_provider_batches.hooks.batch.MessageBatchHook"
@@ -57,29 +62,73 @@ def test_connection_type_names_our_hook(info: dict[str, Any]) -> None:
     assert hook_class.conn_type == CONN_TYPE
     assert hook_class.default_conn_name == "anthropic_default"
     assert hook_class.conn_name_attr == "conn_id"
-    assert conn["ui-field-behaviour"] == MessageBatchHook.get_ui_field_behaviour()
+    # Airflow < 3.2 asks the hook for the same form, in its own key style.
+    expected = hook_ui_field_behaviour(conn["ui-field-behaviour"])
+    assert MessageBatchHook.get_ui_field_behaviour() == expected
 
 
-def test_conn_fields_cover_the_extras_the_hook_reads(info: dict[str, Any]) -> None:
+def _settings(**fields: Any) -> ClientSettings:
+    conn = SimpleNamespace(
+        conn_id="info", host=None, schema=None, port=None, login=None, password="k"
+    )
+    for name, value in fields.items():
+        setattr(conn, name, value)
+    extras = fields.get("extra_dejson", {})
+    conn.extra_dejson = extras
+    return ClientSettings.from_connection(conn)  # type: ignore[arg-type]
+
+
+def test_the_form_matches_what_the_hook_reads(info: dict[str, Any]) -> None:
+    """Checked against the hook's real parsing, not against the form itself."""
+    (conn,) = info["connection-types"]
+    behaviour = conn["ui-field-behaviour"]
+    placeholders = behaviour["placeholders"]
+    # The Host placeholder is the URL the hook uses when Host is empty.
+    assert _settings().base_url == placeholders["host"]
+    # The Extra placeholder is accepted as it is, and states the hook's defaults.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shown = _settings(extra_dejson=json.loads(placeholders["extra"]))
+    assert shown == _settings()
+    # Hidden fields change nothing once the Base URL (relabeled Host) is a full URL; a Port
+    # that disagrees with it is an error (tests/hardening/test_connection_validation.py).
+    full = "https://batches.example.com:8443"
+    assert behaviour["relabeling"]["host"] == "Base URL"
+    hidden = {"schema": "http", "login": "someone", "port": 8443}
+    assert set(hidden) == set(behaviour["hidden-fields"])
+    assert _settings(host=full, **hidden) == _settings(host=full)
+    # The relabeled Password is the API key the hook sends.
+    assert behaviour["relabeling"]["password"] == "API key"
+    assert _settings(password="sk-ant-form").headers()["x-api-key"] == "sk-ant-form"
+
+
+def test_conn_fields_are_exactly_the_extras_the_hook_reads(info: dict[str, Any]) -> None:
+    """Derived from settings.py: a new extra without a form field (or the reverse) fails."""
     (conn,) = info["connection-types"]
     fields = conn["conn-fields"]
-    for name in ("anthropic_version", "betas", "timeout", "max_retries", "max_connections"):
-        assert name in fields
-        assert "label" in fields[name]
-        assert "schema" in fields[name]
+    assert set(fields) == set(settings_module._KNOWN_EXTRAS)
+    defaults = _settings()
+    for name, field in fields.items():
+        assert field["label"]
+        assert "null" in field["schema"]["type"], f"{name} must be optional"
+        if "default" in field["schema"]:
+            assert field["schema"]["default"] == getattr(defaults, name), name
 
 
 @pytest.mark.parametrize(
-    ("section", "module"),
+    ("section", "expected"),
     [
-        ("hooks", "airflow_provider_batches.hooks.batch"),
-        ("sensors", "airflow_provider_batches.sensors.batch"),
-        ("triggers", "airflow_provider_batches.triggers.batch"),
+        ("hooks", ["airflow_provider_batches.hooks.batch"]),
+        ("sensors", ["airflow_provider_batches.sensors.batch"]),
+        (
+            "triggers",
+            ["airflow_provider_batches.triggers.batch", "airflow_provider_batches.triggers.events"],
+        ),
     ],
 )
-def test_listed_modules_import(info: dict[str, Any], section: str, module: str) -> None:
+def test_listed_modules_import(info: dict[str, Any], section: str, expected: list[str]) -> None:
     modules = [m for entry in info[section] for m in entry["python-modules"]]
-    assert modules == [module]
+    assert modules == expected
     for name in modules:
         assert importlib.import_module(name)
 
@@ -108,7 +157,8 @@ def test_entry_point_resolves_to_get_provider_info() -> None:
 
 
 def test_ui_field_behaviour() -> None:
-    behaviour = MessageBatchHook.get_ui_field_behaviour()
+    (conn,) = get_provider_info()["connection-types"]
+    behaviour = conn["ui-field-behaviour"]
     assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
     assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert behaviour["placeholders"]["host"] == "https://api.anthropic.com"
@@ -129,11 +179,14 @@ def test_providers_manager_lists_the_provider_and_hook() -> None:
     assert behaviours["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert set(behaviours["hidden_fields"]) == {"schema", "login", "port"}
     widgets = manager.connection_form_widgets
-    assert f"extra__{CONN_TYPE}__anthropic_version" in widgets
-    assert f"extra__{CONN_TYPE}__betas" in widgets
+    for name in settings_module._KNOWN_EXTRAS:
+        assert f"extra__{CONN_TYPE}__{name}" in widgets
 
     triggers = {t.trigger_class_name for t in manager.trigger if t.package_name == PACKAGE}
-    assert triggers == {"airflow_provider_batches.triggers.batch"}
+    assert triggers == {
+        "airflow_provider_batches.triggers.batch",
+        "airflow_provider_batches.triggers.events",
+    }
 
 
 def test_task_runtime_providers_manager_knows_the_hook() -> None:

@@ -133,9 +133,34 @@ def test_retry_after_read_from_httpx_headers_case_insensitively() -> None:
 # ---- Backoff ------------------------------------------------------------------------------------
 
 
-def test_default_backoff_matches_the_official_sdk() -> None:
-    expected = Backoff(initial_delay=0.5, max_delay=8.0, max_retry_after=60.0)
-    assert expected == DEFAULT_BACKOFF
+@pytest.mark.parametrize("jitter_draw", [0.0, 0.37, 0.999])
+def test_default_backoff_matches_the_official_sdk(
+    jitter_draw: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same delays as the installed ``anthropic`` SDK for the same jitter draw, retry by retry
+    (the SDK's own code computes them), and the same default number of retries."""
+    anthropic = pytest.importorskip("anthropic")
+    from anthropic import _base_client
+    from anthropic._models import FinalRequestOptions
+
+    from airflow_provider_batches.settings import DEFAULT_MAX_RETRIES
+
+    max_retries = 12
+    client = anthropic.Anthropic(
+        api_key="k", base_url="http://127.0.0.1:9", max_retries=max_retries
+    )
+    options = FinalRequestOptions.construct(method="get", url="/v1/messages/batches/x")
+    monkeypatch.setattr(_base_client, "random", lambda: jitter_draw)
+    for attempt in range(max_retries):
+        sdk = client._calculate_retry_timeout(max_retries - attempt, options, None)
+        ours = DEFAULT_BACKOFF.delay(attempt, rng=FixedRandom(jitter_draw))
+        assert ours == pytest.approx(sdk), f"retry {attempt}"
+    # A server-requested wait is honoured as the SDK honours it (below our 60 s cap).
+    headers = httpx.Headers({"retry-after-ms": "700", "retry-after": "30"})
+    assert DEFAULT_BACKOFF.delay(0, headers) == client._calculate_retry_timeout(
+        max_retries, options, headers
+    )
+    assert DEFAULT_MAX_RETRIES == anthropic.DEFAULT_MAX_RETRIES
 
 
 @pytest.mark.parametrize(

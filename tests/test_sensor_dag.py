@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import DAGS_DIR, wait_until
+from helpers import DAGS_DIR, TriggerSpy, wait_until
 
+from airflow_provider_batches._compat import airflow_version, supports
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = pytest.mark.airflow_db
@@ -27,6 +28,11 @@ def module_fake() -> Iterator[FakeBatchesServer]:
 
 
 @pytest.fixture
+def trigger_spy(module_fake: FakeBatchesServer, monkeypatch: pytest.MonkeyPatch) -> TriggerSpy:
+    return TriggerSpy(module_fake).install(monkeypatch)
+
+
+@pytest.fixture
 def dag_env(
     airflow_db: object, module_fake: FakeBatchesServer, set_connection: Any
 ) -> FakeBatchesServer:
@@ -36,7 +42,9 @@ def dag_env(
 
 
 def _load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     bag = DagBag(dag_folder=str(DAGS_DIR / "sensor_modes.py"))
     assert not bag.import_errors, bag.import_errors
@@ -71,7 +79,23 @@ def _end_after_polls(fake: FakeBatchesServer, batch_id: str, polls: int) -> thre
     return thread
 
 
-@pytest.mark.parametrize("dag_id", ["sensor_deferrable", "sensor_poke", "sensor_reschedule"])
+_RESCHEDULE_UNDER_DAG_TEST_BROKEN = pytest.mark.xfail(
+    airflow_version() < (3, 1),
+    strict=True,
+    reason="Airflow 3.0's in-process dag.test() client hands a reschedule sensor's first "
+    "reschedule date over as a str (model_construct skips validation), so its second try fails "
+    "with TypeError inside BaseSensorOperator; fixed in 3.1, not in the real supervisor path",
+)
+
+
+@pytest.mark.parametrize(
+    "dag_id",
+    [
+        "sensor_deferrable",
+        "sensor_poke",
+        pytest.param("sensor_reschedule", marks=_RESCHEDULE_UNDER_DAG_TEST_BROKEN),
+    ],
+)
 def test_every_mode_returns_the_final_batch_to_xcom(
     dag_env: FakeBatchesServer, dag_id: str
 ) -> None:
@@ -90,7 +114,7 @@ def test_every_mode_returns_the_final_batch_to_xcom(
     assert dag_env.request_count(batch["id"]) >= 3
 
 
-def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer) -> None:
+def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer, trigger_spy: TriggerSpy) -> None:
     batch = dag_env.create_batch(num_requests=2, ends_after=None)
     ender = _end_after_polls(dag_env, batch["id"], polls=4)
 
@@ -103,14 +127,23 @@ def test_deferrable_wait_really_defers(dag_env: FakeBatchesServer) -> None:
         ti = next(t for t in run.get_task_instances(session=session) if t.task_id == "wait")
         assert ti.try_number == 1
     assert states["wait"] == "success"
-    # One poll on the worker before deferring, then the trigger's polls in the triggerer.
-    assert dag_env.request_count(batch["id"], method="GET") >= 4
+    # The trigger ran once, started after exactly one check on the worker, made every later
+    # poll itself (at least 3, until the batch ended) and reported the ended batch.
+    (trigger_run,) = trigger_spy.runs_for(batch["id"])
+    assert trigger_run["requests_before"] == 1
+    assert dag_env.request_count(batch["id"], method="GET") - 1 >= 3
+    assert [e["status"] for e in trigger_run["events"]] == ["success"]
+    assert trigger_run["events"][0]["batch"] == dag_env.get_batch(batch["id"])
 
 
-def test_already_ended_batch_succeeds_without_deferring(dag_env: FakeBatchesServer) -> None:
+def test_already_ended_batch_succeeds_without_deferring(
+    dag_env: FakeBatchesServer, trigger_spy: TriggerSpy
+) -> None:
     batch = dag_env.create_batch(num_requests=1, ends_after=0)
 
     _, states, xcoms = _run("sensor_deferrable", batch["id"])
+
+    assert trigger_spy.runs_for(batch["id"]) == []
 
     assert states == {"wait": "success", "received": "success"}
     assert dag_env.request_count(batch["id"]) == 1
@@ -172,11 +205,15 @@ def test_fully_canceled_batch(
     [("sensor_timeout", "failed"), ("sensor_timeout_soft_fail", "skipped")],
 )
 def test_deferrable_timeout(
-    dag_env: FakeBatchesServer, dag_id: str, expected_wait_state: str
+    dag_env: FakeBatchesServer, trigger_spy: TriggerSpy, dag_id: str, expected_wait_state: str
 ) -> None:
     batch = dag_env.create_batch(num_requests=2, ends_after=None)
 
     _, states, xcoms = _run(dag_id, batch["id"])
+
+    # The timeout came from the trigger's deadline, not from a poking sensor's own timeout.
+    (trigger_run,) = trigger_spy.runs_for(batch["id"])
+    assert [(e["status"], e["reason"]) for e in trigger_run["events"]] == [("timeout", "deadline")]
 
     assert states["wait"] == expected_wait_state
     assert ("wait", "return_value") not in xcoms
@@ -190,6 +227,11 @@ def test_unknown_batch_fails_fast(dag_env: FakeBatchesServer) -> None:
     assert dag_env.request_count("msgbatch_doesnotexist") == 1
 
 
+@pytest.mark.skipif(
+    not supports("templated_start_from_trigger"),
+    reason="Airflow < 3.3 does not render start_trigger_args; tests/test_compat.py checks the "
+    "sensor refuses a templated batch_id at parse time there",
+)
 def test_start_from_trigger_sensor_still_runs_under_dag_test(dag_env: FakeBatchesServer) -> None:
     """dag.test() starts every task on a worker, so this checks the fallback path only; the
     triggerer-first start is covered by the scheduler + triggerer test in tests/e2e."""

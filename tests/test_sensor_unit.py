@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +34,13 @@ def _sensor(**kwargs: Any) -> MessageBatchSensor:
     return MessageBatchSensor(task_id="wait", batch_id="msgbatch_1", **kwargs)
 
 
-def test_start_from_trigger_args_hold_no_secret_and_use_the_timeout() -> None:
+def test_start_from_trigger_args_hold_no_secret_and_use_the_timeout(
+    fake: Any, fake_conn: str
+) -> None:
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
+
+    # The key is loaded in this process first, so a sensor that copied it anywhere could.
+    assert MessageBatchHook(fake_conn).settings.api_key == API_KEY
     sensor = _sensor(deferrable=True, start_from_trigger=True, timeout=120, poke_interval=15)
 
     args = sensor.start_trigger_args
@@ -45,6 +52,7 @@ def test_start_from_trigger_args_hold_no_secret_and_use_the_timeout() -> None:
     assert args.trigger_kwargs["poll_interval"] == 15
     assert args.trigger_kwargs["deadline"] is None
     assert API_KEY not in repr(args)
+    assert API_KEY not in json.dumps(args.trigger_kwargs)
 
 
 def test_start_from_trigger_needs_deferrable() -> None:
@@ -132,4 +140,16 @@ def test_execute_complete_rejects_malformed_events(event: Any, message: str) -> 
 
 
 def test_batch_id_and_conn_id_are_templated() -> None:
-    assert set(MessageBatchSensor.template_fields) == {"batch_id", "conn_id"}
+    """Both fields are rendered by Airflow's templating, as a DAG author writes them."""
+    from airflow.sdk import DAG
+
+    with DAG("templating", schedule=None):
+        sensor = MessageBatchSensor(
+            task_id="wait",
+            batch_id="{{ params.batch }}",
+            conn_id="anthropic_{{ params.env }}",
+        )
+    sensor.render_template_fields(context={"params": {"batch": "msgbatch_7", "env": "prod"}})
+
+    assert (sensor.batch_id, sensor.conn_id) == ("msgbatch_7", "anthropic_prod")
+    assert sensor.hook.conn_id == "anthropic_prod"

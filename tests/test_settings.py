@@ -301,7 +301,11 @@ def test_bad_betas_are_config_errors(betas: object) -> None:
 def test_bad_numbers_are_config_errors_naming_the_field(name: str, value: object) -> None:
     with pytest.raises(ConnectionConfigError, match=rf"my_conn.*{name}") as info:
         settings_of(extra={name: value})
-    expected = "finite positive number" if name == "timeout" else "finite non-negative integer"
+    expected = {
+        "timeout": "finite positive number",
+        "max_retries": "finite non-negative integer",
+        "max_connections": "integer of at least 1",
+    }[name]
     assert expected in str(info.value)
 
 

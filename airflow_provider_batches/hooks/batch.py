@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
+from airflow_provider_batches._compat import BaseHook, aget_connection, amask_secret, mask_secret
 from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
 )
-from airflow_provider_batches.exceptions import APIError, MessageBatchError
+from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings, validate_batch_id
 from airflow_provider_batches.transport import (
     ApiRequest,
+    ResponseLike,
     asend,
     invalid_response,
     redact,
@@ -25,14 +27,19 @@ from airflow_provider_batches.transport import (
     send,
 )
 
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.results import BatchResult
+
 
 class MessageBatchHook(BaseHook):
     """Reads Anthropic Message Batches through an Airflow connection.
 
     The connection's Password is the API key; Host is the base URL (default
     ``https://api.anthropic.com``); extras: ``anthropic_version``, ``betas``, ``timeout``,
-    ``max_retries``, ``max_connections``, ``verify``, ``workspace_id``. Any connection type with
-    these fields works.
+    ``max_retries``, ``max_connections``, ``max_response_bytes``, ``verify``, ``workspace_id``.
+    Any connection type with these fields works.
 
     :param conn_id: The Airflow connection to use.
     """
@@ -52,9 +59,17 @@ class MessageBatchHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_ui_field_behaviour
         from airflow_provider_batches.provider_info import UI_FIELD_BEHAVIOUR
 
-        return UI_FIELD_BEHAVIOUR
+        return hook_ui_field_behaviour(UI_FIELD_BEHAVIOUR)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_provider_batches._compat import hook_connection_form_widgets
+        from airflow_provider_batches.provider_info import CONN_FIELDS
+
+        return hook_connection_form_widgets(CONN_FIELDS)
 
     @property
     def settings(self) -> ClientSettings:
@@ -66,8 +81,14 @@ class MessageBatchHook(BaseHook):
     async def asettings(self) -> ClientSettings:
         """Settings from the connection, loaded once without blocking the event loop."""
         if self._settings is None:
-            self._settings = self._load_settings(await self.aget_connection(self.conn_id))
+            settings = ClientSettings.from_connection(await aget_connection(self.conn_id))
+            await _amask(settings.api_key)
+            self._settings = settings
         return self._settings
+
+    def loaded_api_key(self) -> str:
+        """The API key if the settings are loaded already, else ``""`` (for redaction)."""
+        return self._settings.api_key if self._settings is not None else ""
 
     @staticmethod
     def _load_settings(conn: Any) -> ClientSettings:
@@ -79,26 +100,38 @@ class MessageBatchHook(BaseHook):
         """The shared sync httpx client for this connection (headers are added per request)."""
         return shared_sync_client(self.settings)
 
-    def retrieve_batch(self, batch_id: str) -> MessageBatch:
-        """``GET /v1/messages/batches/{batch_id}``, retried on transient faults."""
+    def retrieve_batch(self, batch_id: str, *, deadline: float | None = None) -> MessageBatch:
+        """``GET /v1/messages/batches/{batch_id}``, retried on transient faults.
+
+        :param deadline: Epoch seconds (``time.time()`` based) by which the call, retries and
+            their waits included, must end; the last error is raised rather than passing it.
+        """
         validate_batch_id(batch_id)
         settings = self.settings
         request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
-        return send(shared_sync_client(settings), settings, request, parse_batch)
+        client = shared_sync_client(settings)
+        return send(client, settings, request, parse_batch, deadline=deadline)
 
-    async def aretrieve_batch(self, batch_id: str) -> MessageBatch:
-        """Async ``GET /v1/messages/batches/{batch_id}`` on the loop's shared connection pool."""
+    async def aretrieve_batch(
+        self, batch_id: str, *, deadline: float | None = None
+    ) -> MessageBatch:
+        """Async :meth:`retrieve_batch` on the loop's shared connection pool."""
         validate_batch_id(batch_id)
         settings = await self.asettings()
         request = ApiRequest("GET", settings.batch_url(batch_id), batch_id)
         pool = shared_async_pool(settings)
-        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+        return await asend(
+            pool.client, pool.gate, settings, request, parse_batch, deadline=deadline
+        )
 
     def create_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
         """``POST /v1/messages/batches`` with ``[{"custom_id": ..., "params": {...}}, ...]``.
 
-        Not retried on ambiguous failures (timeouts, dropped connections), since a retry could
-        create a second batch; rate-limit and overload answers are retried as usual.
+        Sent again only after an answer proving the API did not act on it (429, 529, or a
+        connection that was never made). After anything else that leaves the outcome open (a
+        5xx such as a gateway's 504, a timeout, a dropped connection, an unreadable 2xx) it
+        raises :class:`BatchCreateOutcomeUnknownError` instead: a resend could create and bill a
+        second batch.
         """
         if not requests:
             raise ValueError("create_batch needs at least one request.")
@@ -115,20 +148,53 @@ class MessageBatchHook(BaseHook):
         request = ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
         return send(shared_sync_client(settings), settings, request, parse_batch)
 
+    def iter_results(
+        self,
+        batch: str | MessageBatch,
+        *,
+        allowed_results_hosts: Collection[str] = (),
+        max_line_bytes: int | None = None,
+    ) -> Iterator[BatchResult]:
+        """Each result of an ended batch (an id, or the batch as retrieved), in constant memory.
+
+        Results come in no guaranteed order: match them to requests by ``custom_id``. A read
+        that breaks is resumed without losing or repeating a line. The API key goes only to the
+        connection's host, or to ``allowed_results_hosts`` / the ``results_hosts`` extra.
+        """
+        from airflow_provider_batches.results.stream import iter_batch_results
+
+        for line in iter_batch_results(
+            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        ):
+            yield line.result
+
+    async def aiter_results(
+        self,
+        batch: str | MessageBatch,
+        *,
+        allowed_results_hosts: Collection[str] = (),
+        max_line_bytes: int | None = None,
+    ) -> AsyncIterator[BatchResult]:
+        """Async :meth:`iter_results`, on the event loop's shared connection pool."""
+        from airflow_provider_batches.results.stream import aiter_batch_results
+
+        async for line in aiter_batch_results(
+            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        ):
+            yield line.result
+
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one batch), for the UI's Test button."""
         try:
             settings = self.settings
             request = ApiRequest("GET", settings.batches_url() + "?limit=1")
             send(shared_sync_client(settings), settings, request, _parse_list_page)
-        except APIError as error:
-            return False, str(error)
         except MessageBatchError as error:
             return False, str(error)
-        return True, f"Connected to {settings.base_url} as the API key's workspace."
+        return True, f"Connected to {settings.base_url}; the API key was accepted."
 
 
-def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> MessageBatch:
+def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> MessageBatch:
     """The batch in a 2xx response, or :class:`InvalidResponseError` if it is not one."""
     if secret and secret.encode() in response.content:
         # Kept fields go to XCom and logs: a body that echoes the key is never accepted.
@@ -156,7 +222,7 @@ def parse_batch(response: httpx.Response, request: ApiRequest, secret: str) -> M
     return batch
 
 
-def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str) -> None:
+def _parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> None:
     body = response_json(response, request, secret)
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise invalid_response(response, request, secret, "not a list of message batches")
@@ -165,9 +231,29 @@ def _parse_list_page(response: httpx.Response, request: ApiRequest, secret: str)
 def _mask(secret: str) -> None:
     """Tell Airflow's secrets masker about the key so no log line can show it."""
     try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow < 3.1
-        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
-            mask_secret,
+        mask_secret(secret)
+    except Exception as error:
+        _report_mask_failure(error)
+
+
+async def _amask(secret: str) -> None:
+    """The same from the event loop, without blocking it (see ``_compat.amask_secret``)."""
+    try:
+        await amask_secret(secret)
+    except Exception as error:
+        _report_mask_failure(error)
+
+
+_mask_failure_reported = False
+
+
+def _report_mask_failure(error: Exception) -> None:
+    """Warn once per process; neither the key nor the error's text (it may hold the key)."""
+    global _mask_failure_reported
+    if not _mask_failure_reported:
+        _mask_failure_reported = True
+        log.warning(
+            "Could not register the API key with Airflow's secrets masker (%s); the provider "
+            "still keeps the key out of its own messages.",
+            type(error).__name__,
         )
-    mask_secret(secret)

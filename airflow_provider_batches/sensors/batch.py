@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_batches._compat import AirflowSkipException, default_deferrable
+from airflow_provider_batches._compat import (
+    AirflowSkipException,
+    check_start_from_trigger_kwargs,
+    default_deferrable,
+)
+from airflow_provider_batches.defaults import (
+    DEFAULT_ERROR_TOLERANCE,
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+)
 from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import (
     APIError,
@@ -23,6 +33,7 @@ from airflow_provider_batches.exceptions import (
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.sensors._options import check_wait_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -33,6 +44,15 @@ if TYPE_CHECKING:
 #: trigger's ``timeout`` event (which carries the last batch seen) normally arrives first.
 DEFERRAL_TIMEOUT_MARGIN = 60.0
 _TRIGGER_PATH = "airflow_provider_batches.triggers.batch.MessageBatchTrigger"
+_POLICY_OPTIONS = (
+    "max_errored",
+    "max_errored_ratio",
+    "max_expired",
+    "max_expired_ratio",
+    "max_canceled",
+    "max_canceled_ratio",
+    "on_fully_canceled",
+)
 
 
 class MessageBatchSensor(BaseSensorOperator):
@@ -79,13 +99,23 @@ class MessageBatchSensor(BaseSensorOperator):
         max_canceled: int | None = None,
         max_canceled_ratio: float | None = None,
         on_fully_canceled: FullyCanceledAction = "succeed",
-        expiry_grace: float = 3600.0,
-        max_consecutive_errors: int = 10,
-        error_tolerance: float = 1800.0,
+        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
         start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("poke_interval", 60.0)
+        kwargs.setdefault("poke_interval", DEFAULT_POLL_INTERVAL)
+        # Checked before Airflow's own checks, which accept 0, infinity and (for some) nan.
+        check_wait_options(
+            {
+                **kwargs,
+                "expiry_grace": expiry_grace,
+                "max_consecutive_errors": max_consecutive_errors,
+                "error_tolerance": error_tolerance,
+            },
+            task=str(kwargs.get("task_id")),
+        )
         super().__init__(**kwargs)
         self.batch_id = batch_id
         self.conn_id = conn_id
@@ -103,8 +133,28 @@ class MessageBatchSensor(BaseSensorOperator):
         self.expiry_grace = expiry_grace
         self.max_consecutive_errors = max_consecutive_errors
         self.error_tolerance = error_tolerance
+        self._hook: MessageBatchHook | None = None
         if start_from_trigger:
             self._enable_start_from_trigger()
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Check the options given to ``.partial()`` at DAG parse, like the constructor does.
+
+        Airflow builds a mapped task's operator only when each mapped task instance runs, so
+        values given to ``.expand()`` are checked then, before any API call.
+        """
+        task = f"{kwargs.get('task_id')} (mapped)"
+        check_wait_options(kwargs, task=task)
+        OutcomePolicy(**{name: kwargs[name] for name in _POLICY_OPTIONS if name in kwargs})
+        if kwargs.get("start_from_trigger"):
+            raise ValueError(
+                f"{task}: start_from_trigger=True does not work with mapped tasks (Airflow "
+                "serializes a mapped sensor without its start_trigger_args, so it would start "
+                "on a worker anyway). Use deferrable=True without start_from_trigger: the "
+                "worker only checks the batch once, then defers."
+            )
+        return super().partial(**kwargs)
 
     def _enable_start_from_trigger(self) -> None:
         from airflow.triggers.base import StartTriggerArgs
@@ -114,6 +164,9 @@ class MessageBatchSensor(BaseSensorOperator):
                 f"{self.task_id}: start_from_trigger=True needs deferrable=True, since the wait "
                 "then runs only in the triggerer."
             )
+        check_start_from_trigger_kwargs(
+            self.task_id, {"batch_id": self.batch_id, "conn_id": self.conn_id}
+        )
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls=_TRIGGER_PATH,
@@ -125,9 +178,13 @@ class MessageBatchSensor(BaseSensorOperator):
 
     @property
     def hook(self) -> MessageBatchHook:
-        return MessageBatchHook(self.conn_id)
+        """The hook of this task run: one connection lookup however many pokes it makes."""
+        if self._hook is None or self._hook.conn_id != self.conn_id:
+            self._hook = MessageBatchHook(self.conn_id)
+        return self._hook
 
     def execute(self, context: Context) -> Any:
+        self._hook = None  # a new run reads the connection again
         # A bad batch id fails in _retrieve_or_none (the hook checks it before any request).
         if not self.deferrable:
             return super().execute(context)

@@ -25,6 +25,9 @@ CREATE_FIELDS = frozenset(
         "cancel_delay",
         "custom_ids",
         "models",
+        "response_chars",
+        "error_types",
+        "results_base_url",
     }
 )
 BULK_FIELDS = frozenset({"count", "ends_after_min", "ends_after_max", "num_requests"})

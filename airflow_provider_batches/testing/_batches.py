@@ -5,16 +5,15 @@ Pure logic, no locking: the store in ``_state`` serialises access.
 
 from __future__ import annotations
 
-import json
-import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ._ids import rfc3339, stable_base62
+from ._ids import rfc3339
+from ._results import DEFAULT_ERROR_TYPES, ResultsSpec
 
 OUTCOME_KINDS: tuple[str, ...] = ("succeeded", "errored", "canceled", "expired")
-DEFAULT_MODEL = "claude-sonnet-4-5"
 MAX_REQUESTS = 100_000
 
 EndReason = Literal["processed", "canceled", "expired"]
@@ -58,6 +57,9 @@ class BatchRecord:
     ended_at: float | None = None
     end_reason: EndReason | None = None
     status_override: str | None = None
+    response_chars: int | None = None
+    error_types: Sequence[str] | None = None
+    results_base_url: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -138,13 +140,20 @@ class BatchRecord:
             "ended_at": _maybe_time(self.ended_at),
             "cancel_initiated_at": _maybe_time(self.cancel_initiated_at),
             "archived_at": _maybe_time(archived_at),
-            "results_url": self.results_url(base_url) if self.ended else None,
+            "results_url": (
+                self.results_url(self.results_base_url or base_url) if self.ended else None
+            ),
         }
 
-    def custom_id(self, index: int) -> str:
-        if self.custom_ids is not None:
-            return self.custom_ids[index]
-        return f"request-{index}"
+    def results_spec(self) -> ResultsSpec:
+        return ResultsSpec(
+            batch_id=self.id,
+            kinds=self.result_kinds(),
+            custom_ids=self.custom_ids,
+            models=self.models,
+            response_chars=self.response_chars,
+            error_types=self.error_types or DEFAULT_ERROR_TYPES,
+        )
 
     def result_kinds(self) -> list[str]:
         """Per-request final result type, in request order (only meaningful once ended)."""
@@ -156,48 +165,9 @@ class BatchRecord:
         return kinds
 
     def results_jsonl(self) -> bytes:
-        """The results file: one JSON line per request, in a deterministic shuffled order."""
-        kinds = self.result_kinds()
-        order = list(range(self.num_requests))
-        random.Random(self.id).shuffle(order)
-        lines = []
-        for index in order:
-            line = {"custom_id": self.custom_id(index), "result": self._result(index, kinds[index])}
-            lines.append(json.dumps(line, separators=(",", ":")))
-        return ("\n".join(lines) + "\n").encode("utf-8")
-
-    def _result(self, index: int, kind: str) -> dict[str, Any]:
-        custom_id = self.custom_id(index)
-        if kind == "succeeded":
-            model = self.models[index] if self.models is not None else DEFAULT_MODEL
-            return {"type": "succeeded", "message": _message(self.id, index, custom_id, model)}
-        if kind == "errored":
-            error = {
-                "type": "invalid_request_error",
-                "message": f"Fake error for request {custom_id!r}",
-            }
-            return {"type": "errored", "error": {"type": "error", "error": error}}
-        return {"type": kind}
+        """The whole results file (small batches; the server streams :meth:`results_spec`)."""
+        return b"".join(self.results_spec().iter_chunks())
 
 
 def _maybe_time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
-
-
-def _message(batch_id: str, index: int, custom_id: str, model: str) -> dict[str, Any]:
-    text = f"Fake response for {custom_id}."
-    return {
-        "id": "msg_" + stable_base62(f"{batch_id}/{index}"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": 10 + index % 17,
-            "output_tokens": len(text.split()) + 1,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
-    }

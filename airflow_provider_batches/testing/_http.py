@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import http
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,12 +44,19 @@ class HttpRequest:
 @dataclass(frozen=True)
 class HttpResponse:
     """What to answer. ``action``: ``send`` normally, ``drop`` closes the connection
-    without a byte, ``reset`` sends the head and half the body, then closes."""
+    without a byte, ``reset`` sends the head and half the body, then closes.
+
+    ``stream``: chunks of a body generated while it is sent (chunked transfer encoding), used
+    instead of ``body``. ``cut_after``: send only that many body bytes; with ``reset`` the
+    connection then closes mid-body, with ``send`` the body ends there cleanly.
+    """
 
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     action: ResponseAction = "send"
+    stream: Iterable[bytes] | None = None
+    cut_after: int | None = None
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -223,6 +230,9 @@ class HttpServer:
         request: HttpRequest,
         response: HttpResponse,
     ) -> None:
+        if response.stream is not None and request.method != "HEAD":
+            await self._send_stream(conn, writer, response, response.stream)
+            return
         body = response.body
         headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
@@ -236,12 +246,42 @@ class HttpServer:
         if request.method == "HEAD":
             body = b""
         if response.action == "reset":
-            out += conn.send(h11.Data(data=body[: len(body) // 2])) or b""
+            cut = len(body) // 2 if response.cut_after is None else response.cut_after
+            out += conn.send(h11.Data(data=body[:cut])) or b""
         else:
             if body:
                 out += conn.send(h11.Data(data=body)) or b""
             out += conn.send(h11.EndOfMessage()) or b""
         writer.write(bytes(out))
+        await writer.drain()
+
+    async def _send_stream(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        response: HttpResponse,
+        stream: Iterable[bytes],
+    ) -> None:
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+        ]
+        headers.append((b"transfer-encoding", b"chunked"))
+        head = h11.Response(
+            status_code=response.status, headers=headers, reason=_reason(response.status)
+        )
+        writer.write(conn.send(head) or b"")
+        budget = response.cut_after
+        for chunk in stream:
+            if budget is not None:
+                chunk = chunk[:budget]
+                budget -= len(chunk)
+            if chunk:
+                writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+            if budget == 0:
+                break
+        if response.action != "reset":
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,8 @@ from ._types import Fault, default_error_type
 JSON_TYPE = "application/json"
 JSONL_TYPE = "application/x-jsonl"
 HTML_BAD_GATEWAY = b"<html><body>Bad gateway</body></html>"
+#: Body bytes sent before a ``reset``/``truncated`` fault cuts a streamed body.
+STREAM_CUT_DEFAULT = 32 * 1024
 
 
 def dump_json(value: Any) -> bytes:
@@ -78,6 +81,14 @@ def fault_status_response(fault: Fault) -> HttpResponse:
 def fault_body_response(fault: Fault, base: HttpResponse) -> HttpResponse:
     """The response for the body-mangling fault kinds, built from the ``base`` response."""
     request_id = new_request_id()
+    if base.stream is not None and fault.kind in ("truncated", "reset"):
+        return HttpResponse(
+            base.status,
+            base.headers,
+            stream=base.stream,
+            action="reset" if fault.kind == "reset" else "send",
+            cut_after=STREAM_CUT_DEFAULT if fault.after_bytes is None else fault.after_bytes,
+        )
     if fault.kind == "html":
         return body_response(
             200, HTML_BAD_GATEWAY, content_type="text/html; charset=utf-8", extra=fault.headers
@@ -85,13 +96,14 @@ def fault_body_response(fault: Fault, base: HttpResponse) -> HttpResponse:
     if fault.kind == "body":
         return body_response(200, dump_json(fault.body), request_id=request_id, extra=fault.headers)
     content_type = dict(base.headers).get("content-type", JSON_TYPE)
+    half = len(base.body) // 2 if fault.after_bytes is None else fault.after_bytes
     if fault.kind == "truncated":
-        cut = base.body[: len(base.body) // 2]
+        cut = base.body[:half]
         return body_response(
             200, cut, request_id=request_id, content_type=content_type, extra=fault.headers
         )
-    # "reset": the full body is declared, half of it is sent, then the connection closes.
-    return body_response(
+    # "reset": the full body is declared, part of it is sent, then the connection closes.
+    response = body_response(
         200,
         base.body,
         request_id=request_id,
@@ -99,3 +111,4 @@ def fault_body_response(fault: Fault, base: HttpResponse) -> HttpResponse:
         extra=fault.headers,
         action="reset",
     )
+    return dataclasses.replace(response, cut_after=half)

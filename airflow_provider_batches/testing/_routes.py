@@ -11,7 +11,6 @@ from ._http import HttpRequest, HttpResponse
 from ._ids import new_request_id
 from ._responses import (
     JSONL_TYPE,
-    body_response,
     error_response,
     fault_body_response,
     fault_status_response,
@@ -100,7 +99,8 @@ class ApiRoutes:
     ) -> HttpResponse:
         batch_id = target_batch_id(target)
         # Faults are claimed in arrival order, before the latency sleep.
-        fault = self._state.take_fault(request.method, batch_id)
+        endpoint = target.segments[4] if batch_id is not None and len(target.segments) > 4 else None
+        fault = self._state.take_fault(request.method, batch_id, endpoint)
         latency = self._state.latency
         if latency > 0:
             await asyncio.sleep(latency)
@@ -177,8 +177,12 @@ class ApiRoutes:
         if action == "results":
             if method != "GET":
                 raise _not_allowed(method, "GET")
-            body = self._state.results(batch_id)
-            return body_response(200, body, request_id=new_request_id(), content_type=JSONL_TYPE)
+            spec = self._state.results(batch_id)
+            return HttpResponse(
+                200,
+                (("content-type", JSONL_TYPE), ("request-id", new_request_id())),
+                stream=spec.iter_chunks(),
+            )
         raise FakeApiError(404, f"Not found: {target.path}")
 
     def _create(self, request: HttpRequest) -> HttpResponse:

@@ -16,6 +16,7 @@ from typing import Any
 from ._batches import MAX_REQUESTS, BatchRecord, normalize_outcomes
 from ._ids import new_batch_id
 from ._ratelimit import RateLimiter
+from ._results import MAX_RESPONSE_CHARS, ResultsSpec
 from ._types import FakeApiError, Fault, RecordedRequest
 
 DEFAULT_EXPIRES_AFTER = 86_400.0
@@ -44,6 +45,32 @@ def _required_seconds(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     return float(value)
+
+
+def _check_results_options(
+    response_chars: int | None,
+    error_types: Sequence[str] | None,
+    results_base_url: str | None,
+) -> None:
+    if response_chars is not None and (
+        isinstance(response_chars, bool)
+        or not isinstance(response_chars, int)
+        or not 0 <= response_chars <= MAX_RESPONSE_CHARS
+    ):
+        raise ValueError(
+            f"response_chars must be an integer from 0 to {MAX_RESPONSE_CHARS}, "
+            f"got {response_chars!r}"
+        )
+    if error_types is not None and (
+        isinstance(error_types, str)
+        or not error_types
+        or not all(isinstance(t, str) and t for t in error_types)
+    ):
+        raise ValueError(f"error_types must be a non-empty list of strings, got {error_types!r}")
+    if results_base_url is not None and (
+        not isinstance(results_base_url, str) or "://" not in results_base_url
+    ):
+        raise ValueError(f"results_base_url must be an http(s) URL, got {results_base_url!r}")
 
 
 class _FaultSlot:
@@ -92,6 +119,9 @@ class FakeState:
         cancel_delay: float | None = 1.0,
         custom_ids: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
+        response_chars: int | None = None,
+        error_types: Sequence[str] | None = None,
+        results_base_url: str | None = None,
     ) -> dict[str, Any]:
         """Add a batch (see ``FakeBatchesServer.create_batch``); returns its JSON."""
         checked = normalize_outcomes(num_requests, outcomes)
@@ -106,6 +136,7 @@ class FakeState:
                 raise ValueError(f"{name} must have num_requests ({num_requests}) entries")
         if batch_id is not None:
             validate_batch_id(batch_id)
+        _check_results_options(response_chars, error_types, results_base_url)
         with self._lock:
             now = self._clock()
             if batch_id is None:
@@ -123,6 +154,9 @@ class FakeState:
                 outcomes=checked,
                 custom_ids=None if custom_ids is None else list(custom_ids),
                 models=None if models is None else list(models),
+                response_chars=response_chars,
+                error_types=None if error_types is None else tuple(error_types),
+                results_base_url=None if results_base_url is None else results_base_url.rstrip("/"),
             )
             record.advance(now)
             self._batches[batch_id] = record
@@ -200,8 +234,8 @@ class FakeState:
         with self._lock:
             self._get(batch_id, self._clock()).status_override = status
 
-    def results(self, batch_id: str) -> bytes:
-        """The JSONL results, or a FakeApiError (404 unknown/archived, 400 not ended)."""
+    def results(self, batch_id: str) -> ResultsSpec:
+        """What the JSONL results hold, or a FakeApiError (404 unknown/archived, 400 not ended)."""
         with self._lock:
             now = self._clock()
             record = self._get(batch_id, now)
@@ -215,7 +249,7 @@ class FakeState:
                     f"Message batch {batch_id!r} is still processing; results are available "
                     "once processing has ended.",
                 )
-        return record.results_jsonl()
+            return record.results_spec()
 
     def placeholder_batch(self, batch_id: str | None) -> dict[str, Any]:
         """JSON of ``batch_id`` if it exists, else of an unsaved in-progress batch."""
@@ -276,11 +310,13 @@ class FakeState:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, method: str, batch_id: str | None) -> Fault | None:
+    def take_fault(
+        self, method: str, batch_id: str | None, endpoint: str | None = None
+    ) -> Fault | None:
         """The first queued fault matching this request, using up one of its ``times``."""
         with self._lock:
             for slot in self._faults:
-                if slot.fault.matches(method, batch_id):
+                if slot.fault.matches(method, batch_id, endpoint):
                     if slot.remaining > 0:
                         slot.remaining -= 1
                         if slot.remaining == 0:

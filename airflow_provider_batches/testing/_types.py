@@ -57,8 +57,11 @@ class FakeApiError(Exception):
 class Fault:
     """A failure to inject into the next matching API request(s).
 
-    ``times`` is how many matching requests it affects (-1 = forever); ``batch_id`` and
-    ``method`` restrict which requests match (None = any API request).
+    ``times`` is how many matching requests it affects (-1 = forever); ``batch_id``,
+    ``method`` and ``endpoint`` (the path's last segment after the batch id: ``"results"`` or
+    ``"cancel"``) restrict which requests match (None = any API request).
+    ``after_bytes``: for ``reset`` and ``truncated``, how many body bytes are sent before the
+    cut (default: half the body; for a streamed body such as results, 32 KiB).
     """
 
     kind: FaultKind
@@ -71,6 +74,8 @@ class Fault:
     times: int = 1
     batch_id: str | None = None
     method: str | None = None
+    endpoint: str | None = None
+    after_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -85,12 +90,20 @@ class Fault:
             raise ValueError(f"fault times must be >= 1 or -1 (forever), got {self.times}")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):
             raise ValueError("fault headers must map str to str")
+        if self.after_bytes is not None and (
+            isinstance(self.after_bytes, bool)
+            or not isinstance(self.after_bytes, int)
+            or self.after_bytes < 0
+        ):
+            raise ValueError(f"fault after_bytes must be an integer >= 0, got {self.after_bytes}")
         if self.method is not None:
             object.__setattr__(self, "method", self.method.upper())
 
-    def matches(self, method: str, batch_id: str | None) -> bool:
+    def matches(self, method: str, batch_id: str | None, endpoint: str | None = None) -> bool:
         """Whether this fault applies to a request with ``method`` targeting ``batch_id``."""
         if self.method is not None and self.method != method.upper():
+            return False
+        if self.endpoint is not None and self.endpoint != endpoint:
             return False
         return self.batch_id is None or self.batch_id == batch_id
 
@@ -111,7 +124,8 @@ class Fault:
         _check_type(data, "times", int)
         _check_type(data, "delay", (int, float))
         _check_type(data, "headers", dict)
-        for name in ("error_type", "message", "batch_id", "method"):
+        _check_type(data, "after_bytes", (int, type(None)))
+        for name in ("error_type", "message", "batch_id", "method", "endpoint"):
             _check_type(data, name, (str, type(None)))
         values = dict(data)
         if "delay" in values:

@@ -69,7 +69,12 @@ class FakeAdminClient:
         archive_after: float | None = None,
         cancel_delay: float | None = 1.0,
         custom_ids: Sequence[str] | None = None,
+        *,
+        response_chars: int | None = None,
+        error_types: Sequence[str] | None = None,
+        results_base_url: str | None = None,
     ) -> dict[str, Any]:
+        """See :meth:`FakeBatchesServer.create_batch`."""
         payload: dict[str, Any] = {
             "num_requests": num_requests,
             "ends_after": ends_after,
@@ -81,6 +86,12 @@ class FakeAdminClient:
         }
         if custom_ids is not None:
             payload["custom_ids"] = list(custom_ids)
+        if response_chars is not None:
+            payload["response_chars"] = response_chars
+        if error_types is not None:
+            payload["error_types"] = list(error_types)
+        if results_base_url is not None:
+            payload["results_base_url"] = results_base_url
         result: dict[str, Any] = self._call("POST", "batches", payload)
         return result
 

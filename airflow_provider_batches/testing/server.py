@@ -143,6 +143,11 @@ class FakeBatchesServer:
         archive_after: float | None = None,
         cancel_delay: float | None = 1.0,
         custom_ids: Sequence[str] | None = None,
+        *,
+        models: Sequence[str] | None = None,
+        response_chars: int | None = None,
+        error_types: Sequence[str] | None = None,
+        results_base_url: str | None = None,
     ) -> dict[str, Any]:
         """Add a batch and return its JSON exactly as a GET would now.
 
@@ -152,6 +157,11 @@ class FakeBatchesServer:
         ``archive_after``: seconds until archived (results then 404).
         ``cancel_delay``: seconds spent canceling once canceled (None = forever).
         ``custom_ids``: ids for the results lines (default ``request-0``, ``request-1``...).
+        ``models``: the model named in each succeeded message.
+        ``response_chars``: length of each succeeded message's text, to make large results
+        (generated lazily while served: 100,000 results of 2,600 chars are about 300 MB).
+        ``error_types``: ``error.type`` values the errored results cycle through.
+        ``results_base_url``: serve ``results_url`` on this base URL instead of the fake's own.
         """
         return self._state.create_batch(
             num_requests=num_requests,
@@ -162,6 +172,10 @@ class FakeBatchesServer:
             archive_after=archive_after,
             cancel_delay=cancel_delay,
             custom_ids=custom_ids,
+            models=models,
+            response_chars=response_chars,
+            error_types=error_types,
+            results_base_url=results_base_url,
         )
 
     def create_batches_bulk(

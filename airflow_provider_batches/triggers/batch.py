@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -9,17 +10,25 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_batches.events import error_event, success_event, timeout_event
-from airflow_provider_batches.exceptions import APIError, MessageBatchError
+from airflow_provider_batches._compat import AirflowNotFoundException
+from airflow_provider_batches.defaults import (
+    DEFAULT_ERROR_TOLERANCE,
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_LOG_INTERVAL,
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+)
+from airflow_provider_batches.events import (
+    error_event,
+    success_event,
+    timeout_event,
+    unexpected_error_event,
+)
+from airflow_provider_batches.exceptions import APIError, ConnectionConfigError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.watcher import watcher_for
+from airflow_provider_batches.watcher import BatchWatcher, watcher_for
 
-DEFAULT_POLL_INTERVAL = 60.0
-DEFAULT_EXPIRY_GRACE = 3600.0
-DEFAULT_MAX_CONSECUTIVE_ERRORS = 10
-DEFAULT_ERROR_TOLERANCE = 1800.0
-DEFAULT_LOG_INTERVAL = 600.0
 POLL_JITTER = 0.2
 
 
@@ -89,12 +98,25 @@ class MessageBatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        event = await self._wait()
+        """Yield exactly one event; nothing but cancellation escapes."""
+        watcher = watcher_for(self.conn_id)
+        try:
+            event = await self._wait(watcher)
+        except AirflowNotFoundException:
+            error = ConnectionConfigError(
+                f"Connection {self.conn_id!r} is not defined where the trigger runs (the "
+                "triggerer). Define it there too: in the metadata database, a secrets backend, "
+                f"or an AIRFLOW_CONN_{self.conn_id.upper()} variable in the triggerer's "
+                "environment."
+            )
+            event = error_event(self.batch_id, error, None, None)
+        except Exception as error:  # asyncio.CancelledError is a BaseException: it propagates
+            self.log.exception("Batch %s: the wait failed unexpectedly", self.batch_id)
+            event = unexpected_error_event(self.batch_id, error, watcher.loaded_api_key())
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
-    async def _wait(self) -> dict[str, Any]:
+    async def _wait(self, watcher: BatchWatcher) -> dict[str, Any]:
         """Poll until there is something to report; returns the one event payload."""
-        watcher = watcher_for(self.conn_id)
         wait = 0.0
         progress = _ProgressLog(self, self.log_interval)
         last_batch: MessageBatch | None = None
@@ -104,7 +126,9 @@ class MessageBatchTrigger(BaseTrigger):
                 return timeout_event(self.batch_id, last_batch, reason="deadline")
             server_wait = 0.0
             try:
-                batch = await watcher.poll(self.batch_id, within=wait)
+                batch = await self._poll(watcher, wait)
+            except _DeadlinePassed:
+                return timeout_event(self.batch_id, last_batch, reason="deadline")
             except APIError as error:
                 if not error.retryable or streak.record_failure():
                     return error_event(self.batch_id, error, last_batch, streak.describe())
@@ -126,12 +150,36 @@ class MessageBatchTrigger(BaseTrigger):
                 if time.time() > batch.expires_at.timestamp() + self.expiry_grace:
                     return timeout_event(self.batch_id, batch, reason="expired")
             wait = self._next_wait(server_wait)
+            if self.deadline is not None and time.time() + wait >= self.deadline:
+                # The next poll would fall at the deadline: wait it out, poll no more.
+                await asyncio.sleep(wait)
+                return timeout_event(self.batch_id, last_batch, reason="deadline")
+
+    async def _poll(self, watcher: BatchWatcher, within: float) -> MessageBatch:
+        """One poll from the watcher within ``within`` seconds, retries included, cut off when
+        the deadline passes.
+
+        The hook reports its own timeouts as ``APITimeoutError``, so a ``TimeoutError`` here
+        is the deadline's (``wait_for`` rather than ``asyncio.timeout``: Python 3.10).
+        """
+        poll = watcher.poll(self.batch_id, within=within)
+        if self.deadline is None:
+            return await poll
+        remaining = max(0.0, self.deadline - time.time())
+        try:
+            return await asyncio.wait_for(poll, remaining)
+        except asyncio.TimeoutError:
+            raise _DeadlinePassed from None
 
     def _next_wait(self, server_wait: float) -> float:
         wait = max(self.poll_interval * (1 - POLL_JITTER * random.random()), server_wait)
         if self.deadline is not None:
             wait = min(wait, max(0.0, self.deadline - time.time()))
         return wait
+
+
+class _DeadlinePassed(Exception):
+    """The wait's deadline passed during a poll."""
 
 
 class _FailureStreak:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import pytest
 from fixtures_reliability import LoopLagMonitor, SecretsAudit
 from reliability_cases import CASE_IDS, CASES, RETURNS, Case, Env, Scenario, check_outcome
@@ -30,9 +33,6 @@ from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.sensors.batch import MessageBatchSensor
 from airflow_provider_batches.testing import FakeBatchesServer
 from airflow_provider_batches.triggers.batch import MessageBatchTrigger
-
-#: Totals across the matrix, printed at the end of the module (see ``-s``) for the report.
-TOTALS = {"cases": 0, "artefacts_searched": 0, "secrets_found": 0}
 
 
 @pytest.fixture
@@ -122,20 +122,47 @@ async def test_fault(
     audit.log_records(caplog.records, case.id)
     audit.text(out, f"{case.id} stdout")
     audit.text(err, f"{case.id} stderr")
-    TOTALS["cases"] += 1
-    TOTALS["artefacts_searched"] += audit.searched
-    TOTALS["secrets_found"] += len(audit.hits)
+    assert audit.searched > 0
     assert audit.hits == []
 
 
+class BlockingCallsOnTheLoop:
+    """Records the blocking calls a wait could make on the event loop's thread: a sync sleep
+    (a ``retry-after`` slept with ``time.sleep``) or a sync HTTP request (``httpx.Client``).
+    Counted, not timed: one such call is a failure however fast the machine is."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loop_thread = threading.get_ident()
+        self.calls: list[str] = []
+        real_sleep = time.sleep
+        real_send = httpx.Client.send
+
+        def sleep(seconds: float) -> None:
+            self._note(f"time.sleep({seconds})")
+            real_sleep(seconds)
+
+        def send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
+            self._note(f"httpx.Client.send({request.method} {request.url})")
+            return real_send(client, request, **kwargs)
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        monkeypatch.setattr(httpx.Client, "send", send)
+
+    def _note(self, call: str) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.calls.append(call)
+
+
 async def test_matrix_concurrently_beside_healthy_triggers(
-    env: Env, fake: FakeBatchesServer, capfd: pytest.CaptureFixture[str]
+    env: Env,
+    fake: FakeBatchesServer,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every fault at once, in one loop, next to 8 healthy waits: nobody is disturbed."""
     # Each connection's httpx client is built once per loop, which loads the CA bundle
-    # (~0.05-0.2 s, blocking: see test_first_client_of_a_connection_blocks_the_loop_briefly).
-    # A dry arrangement sets every connection so those clients can be built first, and the
-    # lag below measures the waits themselves; then the fake starts afresh.
+    # (blocking, once per connection: a documented limit). A dry arrangement sets every
+    # connection so those clients are built first; then the fake starts afresh.
     for case in CASES:
         case.arrange(env, case)
     healthy_conn = env.conn("healthy")
@@ -154,6 +181,7 @@ async def test_matrix_concurrently_beside_healthy_triggers(
         events, _ = await run_case(trigger, Scenario(batch_id, healthy_conn), timeout)
         return events
 
+    blocking = BlockingCallsOnTheLoop(monkeypatch)
     try:
         with LoopLagMonitor() as lag:
             results = await asyncio.gather(
@@ -176,11 +204,11 @@ async def test_matrix_concurrently_beside_healthy_triggers(
     for batch_id, events in zip(healthy_ids, results[len(arranged) :], strict=True):
         assert [e["status"] for e in events] == ["success"]
         assert events[0]["batch_id"] == events[0]["batch"]["id"] == batch_id
-    # A blocking call anywhere in a trigger (a sync sleep for retry-after, a sync request
-    # waiting out a read timeout) would stall the shared loop for everyone for 1-2 s. ~45
-    # waits polling every 50 ms against an in-process fake saturate 2 CPUs, hence the margin.
-    assert lag.ticks > 50
-    assert lag.max_lag < 0.75, f"event loop stalled for {lag.max_lag:.3f}s, {lag.worst_at:.2f}s in"
+    # No wait blocked the shared loop: no sync sleep, no sync request on its thread. (How long
+    # the loop lags on a busy machine is measured in benchmarks/loop_stall.py, not here.)
+    assert blocking.calls == []
+    assert lag.ticks > 10  # the loop kept running other tasks throughout
+    print(f"\nloop lag beside the matrix: max {lag.max_lag:.3f}s over {lag.ticks} ticks")
     audit = SecretsAudit()
     audit.obj(results, "concurrent events")
     out, err = capfd.readouterr()
@@ -223,10 +251,3 @@ async def test_later_waits_of_a_connection_reuse_its_client(
     finally:
         await aclose_shared_clients()
     print(f"\nloop stall: first client {first.max_lag:.3f}s, 19 more waits {later.max_lag:.3f}s")
-
-
-def test_zz_matrix_totals() -> None:
-    """Runs last in this module: prints what the matrix covered (for the report)."""
-    print(f"\nfault matrix totals: {TOTALS}")
-    if TOTALS["cases"]:
-        assert TOTALS["secrets_found"] == 0

@@ -161,12 +161,12 @@ async def test_a_rebuilt_trigger_keeps_the_original_deadline(
         batch_id, conn_id=CONN_ID, poll_interval=0.05, deadline=deadline
     ).serialize()
     assert kwargs["deadline"] == deadline
-    started = time.monotonic()
     try:
         events = await run_trigger(MessageBatchTrigger(**json.loads(json.dumps(kwargs))))
     finally:
         await aclose_shared_clients()
+    # Exact timing of a restart against the deadline, on a simulated clock:
+    # tests/test_deadline.py::test_a_restart_never_extends_the_deadline.
     assert [(e["status"], e.get("reason")) for e in events] == [("timeout", "deadline")]
-    assert time.monotonic() - started < (0.5 if deadline_passed else 1.5)
     if deadline_passed:
         assert fake.request_count(batch_id) == 0

@@ -60,7 +60,7 @@ def test_masker_knows_the_key_once_the_worker_hook_loads_the_connection(
     assert MessageBatchHook("rel_mask_sync").settings.api_key == key
     assert _redact(key) == "***"
     assert _redact(f"header x-api-key: {key}!") == "header x-api-key: ***!"
-    assert API_KEY not in str(_redact({"nested": [f"{key}"]}))
+    assert _redact({"nested": [f"{key}"]}) == {"nested": ["***"]}
 
 
 async def test_masker_knows_the_key_once_the_trigger_loads_the_connection(
@@ -82,10 +82,35 @@ async def test_masker_knows_the_key_once_the_trigger_loads_the_connection(
     assert key not in repr(events)
 
 
-def test_masker_knows_the_suite_key_after_the_hook_loaded_it(fake_conn: str) -> None:
-    """The recognizable key of the whole suite (helpers.API_KEY), as the brief asks."""
+def test_masker_knows_the_suite_key_after_the_hook_loaded_it(
+    fake_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recognizable key of the whole suite (helpers.API_KEY). Earlier tests of this process
+    may have taught the process-wide masker that key already, so the masker starts this test
+    empty (its patterns are put back afterwards): only this hook's loading can teach it."""
+    from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+    masker = _secrets_masker()
+    monkeypatch.setattr(masker, "patterns", set())
+    monkeypatch.setattr(masker, "replacer", None)
+    assert _redact(API_KEY) == API_KEY  # not known before
     MessageBatchHook(fake_conn).settings  # noqa: B018 - loading is the point
     assert _redact(API_KEY) == "***"
+
+
+def test_the_hook_masks_the_key_itself_not_only_through_airflow() -> None:
+    """Airflow's Connection masks its password when it loads it; the hook masks the key again
+    itself, so a connection object that did not come through Airflow's loading (a custom
+    secrets path, an older Airflow) is covered too."""
+    from types import SimpleNamespace
+
+    key = _fresh_key()
+    conn = SimpleNamespace(
+        conn_id="rel_mask_plain", host=None, schema=None, port=None, password=key, extra_dejson={}
+    )
+    assert _redact(key) == key
+    assert MessageBatchHook._load_settings(conn).api_key == key
+    assert _redact(key) == "***"
 
 
 # ---- servers that echo the key -------------------------------------------------------------

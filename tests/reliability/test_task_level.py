@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures_reliability import SecretsAudit
-from helpers import API_KEY, DAGS_DIR
+from helpers import API_KEY, DAGS_DIR, TriggerSpy
 
 from airflow_provider_batches.clients import close_shared_sync_clients
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
@@ -45,6 +45,8 @@ class TaskCase:
     requests: int | tuple[int, int]
     #: Text that must appear in the run's log output (names the cause).
     logged: tuple[str, ...] = ()
+    #: Requests made by the deferred trigger (after the worker's check); None: never deferred.
+    trigger_requests: int | tuple[int, int] | None = None
 
 
 def _transient(fake: FakeBatchesServer) -> str:
@@ -78,6 +80,7 @@ TASK_CASES = (
         "success",
         True,
         4,
+        trigger_requests=1,
     ),
     # A 404 on the worker's first check fails the task at once: no deferral, no retry.
     TaskCase(
@@ -100,6 +103,7 @@ TASK_CASES = (
         False,
         (2, 20),
         ("BatchWaitTimeoutError", "deadline passed"),
+        trigger_requests=(1, 19),
     ),
     # 503 for good: 1 failed check on the worker, then 2 failed polls in the trigger
     # (max_consecutive_errors=2), no hook retries (max_retries=0): 3 requests.
@@ -112,6 +116,7 @@ TASK_CASES = (
         False,
         3,
         ("BatchWaitError", "gave up after 2 consecutive failed polls"),
+        trigger_requests=2,
     ),
 )
 
@@ -180,8 +185,10 @@ def test_task_outcome(
     set_connection: Callable[..., None],
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
+    spy = TriggerSpy(module_fake).install(monkeypatch)
     result = _run(case, module_fake, set_connection)
 
     assert result["states"] == {"wait": case.state}
@@ -196,6 +203,20 @@ def test_task_outcome(
     seen = result["requests"]
     low, high = (case.requests, case.requests) if isinstance(case.requests, int) else case.requests
     assert low <= seen <= high, f"the API saw {seen} requests, expected {case.requests}"
+    # Deferral is proven by the trigger having run, not by a count a poking sensor reaches too.
+    trigger_runs = spy.runs_for(result["batch_id"])
+    if case.trigger_requests is None:
+        assert trigger_runs == []
+    else:
+        (trigger_run,) = trigger_runs
+        by_trigger = seen - trigger_run["requests_before"]
+        low, high = (
+            (case.trigger_requests,) * 2
+            if isinstance(case.trigger_requests, int)
+            else case.trigger_requests
+        )
+        assert low <= by_trigger <= high, f"the trigger sent {by_trigger} requests"
+        assert len(trigger_run["events"]) == 1
 
     out, err = capfd.readouterr()
     logged = out + err + "\n".join(record.getMessage() for record in caplog.records)

@@ -169,8 +169,17 @@ async def test_a_connection_without_a_key_ends_each_wait_with_an_error_event(
 
 
 async def test_a_missing_connection_fails_the_trigger_as_before(fake: FakeBatchesServer) -> None:
-    from airflow.exceptions import AirflowNotFoundException
+    """As without the watcher: one error event that names the connection, for every wait."""
+    triggers = [
+        MessageBatchTrigger(batch_id, "no_such_connection", poll_interval=60)
+        for batch_id in ("msgbatch_x", "msgbatch_y")
+    ]
 
-    trigger = MessageBatchTrigger("msgbatch_x", "no_such_connection", poll_interval=60)
-    with pytest.raises(AirflowNotFoundException):
-        await run_triggers([trigger])
+    events = await run_triggers(triggers)
+
+    assert [[e["status"] for e in run] for run in events] == [["error"], ["error"]]
+    assert all(
+        "'no_such_connection' is not defined where the trigger runs" in run[0]["message"]
+        for run in events
+    )
+    assert fake.request_count() == 0

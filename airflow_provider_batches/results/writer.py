@@ -1,0 +1,170 @@
+"""Write a batch's results under ``<results_path>/<batch id>/`` through ``ObjectStoragePath``.
+
+``results.jsonl`` holds the lines as served; ``succeeded.jsonl`` and ``errored.jsonl`` are
+optional; ``manifest.json`` is written last as the commit marker. Object stores have no atomic
+rename, so a prefix without a trustworthy manifest is cleared (manifest first) and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.results.manifest import (
+    MANIFEST_NAME,
+    RESULTS_NAME,
+    TYPE_FILE_NAMES,
+    ManifestBuilder,
+    file_entry,
+    verified_manifest,
+)
+from airflow_provider_batches.results.reader import results_url_for
+from airflow_provider_batches.results.stream import iter_batch_results, resolve_batch
+from airflow_provider_batches.settings import validate_batch_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
+
+log = logging.getLogger(__name__)
+
+#: Bytes gathered before one write; object stores upload in parts of ``_BLOCK_SIZE``.
+_FLUSH_BYTES = 1024 * 1024
+_BLOCK_SIZE = 8 * 1024 * 1024
+
+
+class _HashingFile:
+    """Appends lines to a stored file in large writes, counting bytes and hashing them."""
+
+    def __init__(self, path: ObjectStoragePath) -> None:
+        self.path = path
+        self._stream: BinaryIO = path.open(  # type: ignore[no-untyped-call]
+            "wb", block_size=_BLOCK_SIZE
+        )
+        self._digest = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self.size = 0
+        self.lines = 0
+
+    def add(self, raw: bytes) -> None:
+        self._pending.append(raw)
+        self._pending_size += len(raw) + 1
+        self.lines += 1
+        if self._pending_size >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        self._pending.append(b"")
+        block = b"\n".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        self._digest.update(block)
+        self._stream.write(block)
+        self.size += len(block)
+
+    def close(self) -> dict[str, Any]:
+        self._flush()
+        self._stream.close()
+        return file_entry(self.path, self.size, self._digest.hexdigest(), self.lines)
+
+    def abort(self) -> None:
+        """Drop the file: object stores abort the upload (fsspec ``discard``), so no partial
+        object is committed; a local partial file stays until the next run replaces it."""
+        self._pending.clear()
+        try:
+            discard = getattr(self._stream, "discard", None)
+            if discard is not None:
+                discard()
+            self._stream.close()
+        except Exception:  # the write already failed; the next run replaces the prefix
+            log.debug("Closing %s after a failure also failed", self.path, exc_info=True)
+
+
+def _as_path(results_path: str | ObjectStoragePath) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(results_path, ObjectStoragePath):
+        return results_path
+    if not isinstance(results_path, str) or not results_path.strip():
+        raise ValueError(
+            f"results_path must be a URL such as 's3://bucket/results' or 'file:///data/results', "
+            f"or an ObjectStoragePath; got {results_path!r}."
+        )
+    return ObjectStoragePath(results_path)
+
+
+def write_results(
+    hook: MessageBatchHook,
+    batch: str | MessageBatch,
+    results_path: str | ObjectStoragePath,
+    *,
+    overwrite: bool = False,
+    split_by_type: bool = False,
+    allowed_results_hosts: Collection[str] = (),
+    max_line_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Store the results of an ended batch under ``results_path/<batch id>/``; returns the
+    manifest (JSON-safe, fit for XCom).
+
+    A complete manifest already there for the batch, whose files match it, is returned without
+    downloading anything unless ``overwrite``; anything else under the prefix is replaced.
+    """
+    batch_id = validate_batch_id(batch.id if isinstance(batch, MessageBatch) else batch)
+    prefix = _as_path(results_path) / batch_id
+    if not overwrite:
+        existing = verified_manifest(prefix, batch_id, split_by_type)
+        if existing is not None:
+            log.info("Results of batch %s are complete in %s; not downloading.", batch_id, prefix)
+            return existing
+    ended = resolve_batch(hook, batch)
+    settings = hook.settings
+    results_url_for(settings, ended, (*settings.results_hosts, *allowed_results_hosts))
+    _clear(prefix)
+    prefix.mkdir(parents=True, exist_ok=True)
+    files = {"results": _HashingFile(prefix / RESULTS_NAME)}
+    if split_by_type:
+        files.update({kind: _HashingFile(prefix / name) for kind, name in TYPE_FILE_NAMES.items()})
+    builder = ManifestBuilder()
+    try:
+        for line in iter_batch_results(
+            hook, ended, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        ):
+            files["results"].add(line.raw)
+            kind_file = files.get(line.result.type) if split_by_type else None
+            if kind_file is not None:
+                kind_file.add(line.raw)
+            builder.add(line.result)
+    except BaseException:
+        for stored in files.values():
+            stored.abort()
+        raise
+    entries = {key: stored.close() for key, stored in files.items()}
+    manifest = builder.build(ended, str(prefix), entries)
+    (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
+    counts = manifest["line_counts"]
+    log.info(
+        "Wrote %d results of batch %s to %s (%d bytes, sha256 %s).",
+        counts["total"],
+        batch_id,
+        prefix,
+        entries["results"]["bytes"],
+        entries["results"]["sha256"],
+    )
+    return manifest
+
+
+def _clear(prefix: ObjectStoragePath) -> None:
+    """Remove what an earlier run left, the manifest first so it never vouches for new files."""
+    for name in (MANIFEST_NAME, RESULTS_NAME, *TYPE_FILE_NAMES.values()):
+        path = prefix / name
+        if path.exists():
+            log.info("Replacing %s left by an earlier run.", path)
+            path.unlink()

@@ -1,0 +1,83 @@
+"""Run in a subprocess by test_results_memory: stream a large fake batch, print peak RSS growth.
+
+Usage: python memory_probe.py MODE LINES RESPONSE_CHARS OUT_DIR, MODE in iter, aiter, write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+
+import psutil
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="apb-memory-"))
+
+
+class PeakRss:
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        return self.peak - self.baseline
+
+
+def main() -> None:
+    mode, lines, chars, out_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
+    from airflow_provider_batches.results.writer import write_results
+    from airflow_provider_batches.testing import FakeBatchesServer
+
+    key = "sk-ant-memory-probe-key"
+    with FakeBatchesServer(api_key=key) as fake:
+        os.environ["AIRFLOW_CONN_ANTHROPIC_DEFAULT"] = json.dumps(
+            {"conn_type": "anthropic_batches", "password": key, "host": fake.base_url}
+        )
+        hook = MessageBatchHook()
+        warm = fake.create_batch(num_requests=200, ends_after=0.0, response_chars=chars)
+        write_results(hook, warm["id"], ObjectStoragePath(f"file://{out_dir}/warm"))
+        sum(1 for _ in hook.iter_results(warm["id"]))
+        batch = fake.create_batch(
+            num_requests=lines,
+            ends_after=0.0,
+            outcomes={"succeeded": lines - 100, "errored": 100},
+            response_chars=chars,
+        )
+        ended = hook.retrieve_batch(batch["id"])
+        probe = PeakRss()
+        size = 0
+        if mode == "iter":
+            count = sum(1 for _ in hook.iter_results(ended))
+        elif mode == "aiter":
+
+            async def read() -> int:
+                return sum([1 async for _ in hook.aiter_results(ended)])
+
+            count = asyncio.run(read())
+        else:
+            manifest = write_results(hook, ended, ObjectStoragePath(f"file://{out_dir}/big"))
+            count = manifest["line_counts"]["total"]
+            size = manifest["files"]["results"]["bytes"]
+        growth = probe.stop()
+    print(json.dumps({"count": count, "bytes": size, "growth": growth}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Bad sensor settings fail at DAG parse with a message naming the option (issue 8, item 9)."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_batches.sensors.batch import MessageBatchSensor
+
+_ANY_NUMBER = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**9), 10**9)
+)
+#: The class of bad values for each option (numbers outside the allowed range, and non-numbers).
+BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "poke_interval": _ANY_NUMBER.filter(lambda v: not (0 < v < math.inf)),
+    "timeout": _ANY_NUMBER.filter(lambda v: not (0 < v < math.inf)),
+    "expiry_grace": _ANY_NUMBER.filter(lambda v: not (0 <= v < math.inf)),
+    "error_tolerance": _ANY_NUMBER.filter(lambda v: math.isnan(v) or v < 0),
+    "max_consecutive_errors": st.one_of(
+        st.integers(max_value=0),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.text(max_size=3),
+    ),
+}
+GOOD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "poke_interval": st.floats(min_value=0.001, max_value=86400.0),
+    "timeout": st.floats(min_value=0.001, max_value=30 * 86400.0),
+    "expiry_grace": st.floats(min_value=0.0, max_value=86400.0),
+    "error_tolerance": st.one_of(st.floats(min_value=0.0, max_value=86400.0), st.just(math.inf)),
+    "max_consecutive_errors": st.integers(min_value=1, max_value=10**6),
+}
+
+
+def _sensor(**kwargs: Any) -> MessageBatchSensor:
+    return MessageBatchSensor(task_id="wait", batch_id="msgbatch_1", deferrable=True, **kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), option=st.sampled_from(sorted(BAD_VALUES)))
+def test_bad_values_fail_in_the_constructor_naming_the_option(
+    data: st.DataObject, option: str
+) -> None:
+    value = data.draw(BAD_VALUES[option])
+    with pytest.raises(ValueError, match=rf"^wait: {option} must be"):
+        _sensor(**{option: value})
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), option=st.sampled_from(sorted(GOOD_VALUES)))
+def test_good_values_construct(data: st.DataObject, option: str) -> None:
+    value = data.draw(GOOD_VALUES[option])
+    sensor = _sensor(**{option: value})
+    assert getattr(sensor, option) == pytest.approx(value, abs=1e-6)  # timedelta: microseconds
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("poke_interval", timedelta(0)), ("timeout", timedelta(seconds=-1))],
+)
+def test_bad_timedeltas_fail_too(option: str, value: timedelta) -> None:
+    with pytest.raises(ValueError, match=rf"^wait: {option} must be"):
+        _sensor(**{option: value})
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), option=st.sampled_from(sorted(BAD_VALUES)))
+def test_bad_values_fail_at_partial(data: st.DataObject, option: str) -> None:
+    """``.partial()`` runs at DAG parse; the operator itself is built only per mapped task
+    instance, so ``.partial()`` checks what it is given."""
+    value = data.draw(BAD_VALUES[option])
+    with pytest.raises(ValueError, match=rf"^wait \(mapped\): {option} must be"):
+        MessageBatchSensor.partial(task_id="wait", **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_errored": -1}, "max_errored must be a non-negative integer"),
+        ({"max_errored_ratio": 1.5}, "between 0 and 1"),
+        ({"on_fully_canceled": "explode"}, "on_fully_canceled"),
+    ],
+)
+def test_bad_policies_fail_at_partial(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MessageBatchSensor.partial(task_id="wait", **kwargs)
+
+
+def test_mapped_start_from_trigger_is_refused_at_parse() -> None:
+    with pytest.raises(ValueError, match="start_from_trigger=True does not work with mapped"):
+        MessageBatchSensor.partial(task_id="wait", deferrable=True, start_from_trigger=True)
+
+
+def test_good_partial_still_maps() -> None:
+    from airflow.sdk import DAG
+
+    with DAG("parse_validation_ok", schedule=None):
+        mapped = MessageBatchSensor.partial(
+            task_id="wait", max_errored=1, poke_interval=5, deferrable=True
+        ).expand(batch_id=["msgbatch_a", "msgbatch_b"])
+    assert type(mapped).__name__ == "MappedOperator"
+    assert mapped.partial_kwargs["max_errored"] == 1
