@@ -113,6 +113,13 @@ class BatchWatcher:
             self._nap.cancel()  # the driver wakes and sleeps again, until the earlier due
 
     async def _drive(self) -> None:
+        try:
+            await self._drive_cycles()
+        except Exception as error:  # a bug here must fail the waits, not leave them hanging
+            log.error("Watcher for %s failed", self.conn_id, exc_info=error)
+            await self._hand_out_error(list(self._waiting), error)
+
+    async def _drive_cycles(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
             self._next_cycle_at = min(w.due for ws in self._waiting.values() for w in ws)
@@ -126,6 +133,8 @@ class BatchWatcher:
                 finally:
                     nap.cancel()
                     self._nap = None
+                if not nap.cancelled():
+                    nap.result()  # a sleep that failed is the driver's failure
                 continue
             self._next_cycle_at = -math.inf  # a cycle is running: new waits join the next
             # Its own task, so that it can be cancelled once nobody waits (freeing the socket)
