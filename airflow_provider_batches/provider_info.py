@@ -68,6 +68,12 @@ def provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_batches.hooks.batch"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Anthropic Message Batches",
+                "python-modules": ["airflow_provider_batches.operators.batch"],
+            }
+        ],
         "sensors": [
             {
                 "integration-name": "Anthropic Message Batches",

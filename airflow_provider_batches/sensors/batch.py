@@ -13,15 +13,14 @@ from airflow_provider_batches._compat import AirflowSkipException, default_defer
 from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import (
     APIError,
-    BatchOutcomeError,
     BatchPermanentError,
     BatchWaitError,
-    BatchWaitTimeoutError,
     ConnectionConfigError,
     InvalidBatchIdError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.outcome import finish_batch, gave_up_error
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
 
 if TYPE_CHECKING:
@@ -159,15 +158,7 @@ class MessageBatchSensor(BaseSensorOperator):
         status = event["status"]
         if status == "success":
             return self._finish(MessageBatch.from_xcom(event["batch"]), context)
-        if status == "timeout":
-            raise BatchWaitTimeoutError(
-                event["message"], batch_id=self.batch_id, batch=event.get("batch")
-            )
-        error = event.get("error") or {}
-        error_class = BatchWaitError if error.get("retryable", False) else BatchPermanentError
-        raise error_class(
-            event["message"], batch_id=self.batch_id, batch=event.get("batch"), error=error
-        )
+        raise gave_up_error(event, self.batch_id)
 
     def _trigger(self, deadline: float | None) -> MessageBatchTrigger:
         from airflow_provider_batches.triggers.batch import MessageBatchTrigger
@@ -203,13 +194,4 @@ class MessageBatchSensor(BaseSensorOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         """Apply the outcome policy to an ended batch; return its XCom form if it passes."""
-        value = batch.to_xcom()
-        verdict = self.policy.evaluate(batch)
-        self.log.info("Batch %s", batch.progress_summary())
-        if verdict.action == "succeed":
-            return value
-        # The task will not return a value: keep the batch in XCom for all_done downstreams.
-        context["ti"].xcom_push(key="batch", value=value)
-        if verdict.action == "skip":
-            raise AirflowSkipException(f"Skipping: {verdict.reason}.")
-        raise BatchOutcomeError(f"Failing: {verdict.reason}.", batch_id=batch.id, batch=value)
+        return finish_batch(self.policy, batch, context, self.log)

@@ -58,7 +58,9 @@ class Fault:
     """A failure to inject into the next matching API request(s).
 
     ``times`` is how many matching requests it affects (-1 = forever); ``batch_id`` and
-    ``method`` restrict which requests match (None = any API request).
+    ``method`` restrict which requests match (None = any API request). ``after_effect=True``
+    lets the request take effect first (a create creates, a cancel cancels) and then fails the
+    answer: the client cannot know that the server acted.
     """
 
     kind: FaultKind
@@ -71,6 +73,7 @@ class Fault:
     times: int = 1
     batch_id: str | None = None
     method: str | None = None
+    after_effect: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -87,6 +90,8 @@ class Fault:
             raise ValueError("fault headers must map str to str")
         if self.method is not None:
             object.__setattr__(self, "method", self.method.upper())
+        if self.after_effect and self.kind == "delay":
+            raise ValueError("after_effect applies to failing faults, not to 'delay'")
 
     def matches(self, method: str, batch_id: str | None) -> bool:
         """Whether this fault applies to a request with ``method`` targeting ``batch_id``."""
@@ -113,6 +118,8 @@ class Fault:
         _check_type(data, "headers", dict)
         for name in ("error_type", "message", "batch_id", "method"):
             _check_type(data, name, (str, type(None)))
+        if "after_effect" in data and not isinstance(data["after_effect"], bool):
+            raise ValueError(f"fault field 'after_effect' must be a bool: {data['after_effect']!r}")
         values = dict(data)
         if "delay" in values:
             values["delay"] = float(values["delay"])

@@ -1,0 +1,140 @@
+"""Where a task instance remembers the batch it submitted, so that no retry submits it again.
+
+* Airflow 3.3+: the task instance's ``task_state_store`` (scoped to dag, run, task and map
+  index; kept across retries and clears; deleted with the DAG run).
+* Airflow 3.0 to 3.2: an Airflow Variable named after a hash of the same four fields. XCom
+  cannot hold it: a task instance's XCom is cleared when a new try starts.
+
+A *claim* (one Variable per batch, in every release) says which task instance owns a batch,
+so that a task that lost the answer of its create never adopts another task's batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+RECORD_KEY = "anthropic_message_batch"
+RECORD_VARIABLE_PREFIX = "anthropic_batches.record."
+CLAIM_VARIABLE_PREFIX = "anthropic_batches.claim."
+_MAX_VARIABLE_KEY = 250
+
+
+@dataclass(frozen=True)
+class TaskIdentity:
+    """The task instance a batch belongs to (its tries share it)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+    @classmethod
+    def from_context(cls, context: Any) -> TaskIdentity:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return cls(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def __str__(self) -> str:
+        suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix} in run {self.run_id}"
+
+
+class RecordStore(Protocol):
+    """Get and set the one record of a task instance (a JSON-simple dict)."""
+
+    description: str
+
+    def get(self) -> dict[str, Any] | None: ...
+
+    def set(self, record: dict[str, Any]) -> None: ...
+
+
+class TaskStateStoreRecords:
+    """The record in Airflow 3.3's ``task_state_store``."""
+
+    description = "task_state_store"
+
+    def __init__(self, accessor: Any) -> None:
+        self._accessor = accessor
+
+    def get(self) -> dict[str, Any] | None:
+        value = self._accessor.get(RECORD_KEY)
+        return value if isinstance(value, dict) else None
+
+    def set(self, record: dict[str, Any]) -> None:
+        self._accessor.set(RECORD_KEY, record)
+
+
+class VariableRecords:
+    """The record in an Airflow Variable, for releases without ``task_state_store``."""
+
+    def __init__(self, identity: TaskIdentity) -> None:
+        self.identity = identity
+        self.key = RECORD_VARIABLE_PREFIX + identity.digest()
+        self.description = f"Variable {self.key}"
+
+    def get(self) -> dict[str, Any] | None:
+        value = _get_variable(self.key)
+        return value if isinstance(value, dict) else None
+
+    def set(self, record: dict[str, Any]) -> None:
+        _set_variable(
+            self.key,
+            {**record, "task_instance": self.identity.to_dict()},
+            f"Message batch submitted by {self.identity} (airflow-provider-batches).",
+        )
+
+
+def record_store_for(context: Any, identity: TaskIdentity) -> RecordStore:
+    """``task_state_store`` where Airflow offers it (3.3+), else the Variable fallback."""
+    accessor = context.get("task_state_store") if hasattr(context, "get") else None
+    if accessor is not None:
+        return TaskStateStoreRecords(accessor)
+    return VariableRecords(identity)
+
+
+def claim_key(batch_id: str) -> str:
+    key = CLAIM_VARIABLE_PREFIX + batch_id
+    if len(key) > _MAX_VARIABLE_KEY:
+        key = CLAIM_VARIABLE_PREFIX + hashlib.sha256(batch_id.encode()).hexdigest()
+    return key
+
+
+def read_claim(batch_id: str) -> TaskIdentity | None:
+    """The task instance that claimed ``batch_id``, or ``None``."""
+    value = _get_variable(claim_key(batch_id))
+    if not isinstance(value, dict):
+        return None
+    try:
+        return TaskIdentity(**value)
+    except TypeError:
+        return None
+
+
+def write_claim(batch_id: str, identity: TaskIdentity) -> None:
+    _set_variable(
+        claim_key(batch_id),
+        identity.to_dict(),
+        f"Batch {batch_id} belongs to {identity} (airflow-provider-batches).",
+    )
+
+
+def _get_variable(key: str) -> Any:
+    from airflow.sdk import Variable
+
+    return Variable.get(key, default=None, deserialize_json=True)
+
+
+def _set_variable(key: str, value: dict[str, Any], description: str) -> None:
+    from airflow.sdk import Variable
+
+    Variable.set(key, value, description=description, serialize_json=True)
