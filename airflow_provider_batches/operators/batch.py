@@ -175,6 +175,9 @@ class MessageBatchOperator(BaseOperator):
         self, context: Context, event: Any = None, batch_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the wait: return the ended batch, or raise for a wait that gave up."""
+        if batch_id is None and isinstance(event, dict):
+            # Airflow releases differ in whether the defer kwargs come back; the event has it.
+            batch_id = event.get("batch_id")
         if not isinstance(batch_id, str):
             raise ValueError(f"{self.task_id}: resumed without the batch id it waited for.")
         event = validate_event(event, batch_id)
