@@ -12,7 +12,7 @@ import pytest
 from dag_runs import requests_for, run_dag, use_variable_records
 from helpers import API_KEY
 
-from airflow_provider_batches.testing import FakeBatchesServer
+from airflow_provider_batches.testing import FakeBatchesServer, Fault
 
 pytestmark = pytest.mark.airflow_db
 
@@ -130,3 +130,18 @@ def test_giving_up_cancels_only_when_asked(
         assert f"gave up while batch {batch_id} still ran: canceled it" in output
     else:
         assert f"Batch {batch_id} was left running (cancel_on_timeout=False)" in output
+
+
+def test_a_create_answer_lost_after_the_batch_was_made_leaves_one_batch(
+    op_fake: FakeBatchesServer,
+) -> None:
+    op_fake.inject_fault(Fault("drop", method="POST", after_effect=True))
+
+    run, _, xcoms = run_dag("operator_deferrable", {"requests": requests_for(2)})
+
+    assert run.state == "success"
+    assert op_fake.stats()["batches"] == 1
+    assert _creates(op_fake) == 1
+    (batch,) = [op_fake.get_batch(r.batch_id) for r in op_fake.requests if r.batch_id][:1]
+    assert xcoms[("submit", "return_value")] == batch
+    assert _lists(op_fake) >= 1, "found through the list, not created again"

@@ -1,0 +1,90 @@
+"""A worker SIGKILLed right after the create returned: the retry creates nothing.
+
+The first try runs in a subprocess (``kill_runner.py``) that kills itself with SIGKILL the
+moment the create has answered, before or after the record is written; the retry is the same
+task instance (same DAG run, task and map index) run again with ``dag.test()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dag_runs import requests_for, run_dag, use_variable_records
+from helpers import API_KEY
+
+from airflow_provider_batches.testing import FakeBatchesServer
+
+pytestmark = pytest.mark.airflow_db
+
+RUNNER = Path(__file__).parent / "kill_runner.py"
+
+
+@pytest.fixture
+def op_fake(airflow_db: object, set_connection: Any) -> Iterator[FakeBatchesServer]:
+    with FakeBatchesServer(api_key=API_KEY, processing_seconds=1.0) as server:
+        set_connection("anthropic_default", server.base_url, max_retries=1)
+        yield server
+
+
+@pytest.fixture
+def variable_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_batches import task_record
+
+    monkeypatch.setattr(task_record, "record_store_for", task_record.record_store_for)
+    use_variable_records()
+
+
+def _creates(fake: FakeBatchesServer) -> int:
+    return sum(1 for r in fake.requests if r.method == "POST" and r.batch_id is None)
+
+
+def _lists(fake: FakeBatchesServer) -> int:
+    return sum(1 for r in fake.requests if r.method == "GET" and r.batch_id is None)
+
+
+@pytest.mark.parametrize(
+    ("crash_point", "second_lists"), [("after_record", False), ("before_record", True)]
+)
+def test_retry_after_sigkill_right_after_create_makes_no_second_batch(
+    op_fake: FakeBatchesServer, variable_records: None, crash_point: str, second_lists: bool
+) -> None:
+    second = 7 if crash_point == "after_record" else 8
+    when = datetime(2026, 2, 3, 4, 5, second, tzinfo=timezone.utc)
+    conf = {"requests": requests_for(3)}
+    first = subprocess.run(
+        [
+            sys.executable,
+            str(RUNNER),
+            "operator_deferrable",
+            json.dumps(conf),
+            when.isoformat(),
+            crash_point,
+        ],
+        env=os.environ.copy(),
+        capture_output=True,
+        timeout=240,
+        check=False,
+    )
+    assert first.returncode == -signal.SIGKILL, first.stdout[-3000:] + first.stderr[-3000:]
+    assert _creates(op_fake) == 1
+    assert op_fake.request_count(method="GET") == 0, "the first try died before any poll"
+    lists_before = _lists(op_fake)
+
+    run, states, xcoms = run_dag("operator_deferrable", conf, logical_date=when)
+
+    assert run.state == "success"
+    assert states["submit"] == "success"
+    assert _creates(op_fake) == 1, "the retry created a second batch"
+    assert op_fake.stats()["batches"] == 1
+    batch = xcoms[("submit", "return_value")]
+    assert batch["request_counts"]["succeeded"] == 3
+    assert (_lists(op_fake) > lists_before) is second_lists
