@@ -15,6 +15,7 @@ from airflow_provider_batches.operators.batch import MessageBatchOperator
 OPERATOR_VARIANTS: dict[str, dict[str, Any]] = {
     "operator_deferrable": {"deferrable": True},
     "operator_in_worker": {"deferrable": False},
+    "operator_in_worker_keep": {"deferrable": False, "cancel_on_kill": False},
     "operator_timeout": {"deferrable": True, "timeout": 1.5},
     "operator_timeout_keep": {"deferrable": False, "timeout": 1.5, "cancel_on_timeout": False},
     "operator_resubmit": {"deferrable": True, "resubmit": True},

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from dag_runs import requests_for, run_dag, use_variable_records
-from helpers import API_KEY
+from helpers import API_KEY, wait_until
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
@@ -88,3 +88,43 @@ def test_retry_after_sigkill_right_after_create_makes_no_second_batch(
     batch = xcoms[("submit", "return_value")]
     assert batch["request_counts"]["succeeded"] == 3
     assert (_lists(op_fake) > lists_before) is second_lists
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_sigterm_in_the_worker_cancels_the_tasks_batch(
+    airflow_db: object, set_connection: Any, tmp_path: Path, cancel_on_kill: bool
+) -> None:
+    """Airflow's task runner turns SIGTERM (a user's mark failed/success or clear of a task
+    running in a worker) into ``on_kill``; the operator then cancels the batch it waits for."""
+    dag_id = "operator_in_worker" if cancel_on_kill else "operator_in_worker_keep"
+    with FakeBatchesServer(api_key=API_KEY, processing_seconds=3600) as fake:
+        set_connection("anthropic_default", fake.base_url, max_retries=1)
+        log = (tmp_path / "run.log").open("wb")
+        task = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "run_dag_runner.py"),
+                dag_id,
+                json.dumps({"requests": requests_for(2)}),
+            ],
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: fake.request_count(method="GET") >= 3, timeout=180)
+            (batch_id,) = {r.batch_id for r in fake.requests if r.batch_id}
+            assert fake.request_count(batch_id, "POST") == 0
+            task.send_signal(signal.SIGTERM)
+            if cancel_on_kill:
+                wait_until(lambda: fake.request_count(batch_id, "POST") == 1, timeout=60)
+                assert fake.get_batch(batch_id)["cancel_initiated_at"] is not None
+            else:
+                polls = fake.request_count(batch_id, "GET")
+                wait_until(lambda: fake.request_count(batch_id, "GET") >= polls + 3, timeout=60)
+                assert fake.request_count(batch_id, "POST") == 0
+                assert fake.get_batch(batch_id)["processing_status"] == "in_progress"
+        finally:
+            task.kill()
+            task.wait(timeout=30)
+            log.close()
