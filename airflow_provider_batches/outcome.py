@@ -20,6 +20,7 @@ from airflow_provider_batches.exceptions import (
     BatchPermanentError,
     BatchWaitError,
     BatchWaitTimeoutError,
+    MessageBatchError,
 )
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import OutcomePolicy
@@ -27,6 +28,8 @@ from airflow_provider_batches.policy import OutcomePolicy
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
 
 
 def finish_batch(
@@ -53,6 +56,17 @@ def gave_up_error(event: dict[str, Any], batch_id: str, note: str = "") -> Batch
     error = event.get("error") or {}
     error_class = BatchWaitError if error.get("retryable", False) else BatchPermanentError
     return error_class(message, batch_id=batch_id, batch=event.get("batch"), error=error)
+
+
+def cancel_quietly(hook: MessageBatchHook, batch_id: str, log: logging.Logger | Any) -> bool:
+    """Cancel ``batch_id`` on a kill; log instead of raising (the task is going down anyway)."""
+    try:
+        batch = hook.cancel_batch(batch_id)
+    except MessageBatchError as error:
+        log.warning("Batch %s: cancel on kill failed: %s", batch_id, error)
+        return False
+    log.info("Batch %s: canceled on kill; now %s.", batch_id, batch.processing_status)
+    return True
 
 
 def wait_in_worker(trigger: BaseTrigger) -> dict[str, Any]:

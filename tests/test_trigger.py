@@ -194,6 +194,7 @@ def test_serialize_round_trip_has_no_secret() -> None:
         "max_consecutive_errors",
         "error_tolerance",
         "log_interval",
+        "cancel_on_kill",
     }
 
 

@@ -14,7 +14,12 @@ from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.outcome import finish_batch, gave_up_error, wait_in_worker
+from airflow_provider_batches.outcome import (
+    cancel_quietly,
+    finish_batch,
+    gave_up_error,
+    wait_in_worker,
+)
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
 from airflow_provider_batches.request_set import (
     InvalidRequestSetError,
@@ -187,15 +192,8 @@ class MessageBatchOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """A user killed the task while it waited in this worker: cancel its batch."""
-        batch_id = self._waiting_for
-        if batch_id is None or not self.cancel_on_kill:
-            return
-        try:
-            batch = self.hook.cancel_batch(batch_id)
-        except MessageBatchError as error:
-            self.log.warning("Batch %s: cancel on kill failed: %s", batch_id, error)
-            return
-        self.log.info("Batch %s: canceled on kill; now %s.", batch_id, batch.processing_status)
+        if self._waiting_for is not None and self.cancel_on_kill:
+            cancel_quietly(self.hook, self._waiting_for, self.log)
 
     def _after_giving_up(self, batch_id: str, last_seen: dict[str, Any] | None) -> str:
         """Cancel a batch the wait gave up on, if asked; the note for the error message."""

@@ -20,7 +20,7 @@ from airflow_provider_batches.exceptions import (
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.outcome import finish_batch, gave_up_error
+from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class MessageBatchSensor(BaseSensorOperator):
         batch that still has not ended ends the wait with a timeout.
     :param max_consecutive_errors: Deferrable mode: transient failures in a row tolerated.
     :param error_tolerance: Deferrable mode: seconds a streak of transient failures may last.
+    :param cancel_on_kill: Cancel the batch when a user kills this task while it waits (mark
+        failed or success, clear). Off by default: the sensor did not create the batch.
     :param start_from_trigger: Deferrable mode: start straight in the triggerer, without a
         worker (needs ``deferrable=True``; templated ``batch_id`` needs Airflow 3.3+).
     """
@@ -82,6 +84,7 @@ class MessageBatchSensor(BaseSensorOperator):
         max_consecutive_errors: int = 10,
         error_tolerance: float = 1800.0,
         start_from_trigger: bool = False,
+        cancel_on_kill: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 60.0)
@@ -102,6 +105,7 @@ class MessageBatchSensor(BaseSensorOperator):
         self.expiry_grace = expiry_grace
         self.max_consecutive_errors = max_consecutive_errors
         self.error_tolerance = error_tolerance
+        self.cancel_on_kill = cancel_on_kill
         if start_from_trigger:
             self._enable_start_from_trigger()
 
@@ -174,7 +178,13 @@ class MessageBatchSensor(BaseSensorOperator):
             "expiry_grace": self.expiry_grace,
             "max_consecutive_errors": self.max_consecutive_errors,
             "error_tolerance": self.error_tolerance,
+            "cancel_on_kill": self.cancel_on_kill,
         }
+
+    def on_kill(self) -> None:
+        """A user killed the task while it poked in a worker: cancel if ``cancel_on_kill``."""
+        if self.cancel_on_kill:
+            cancel_quietly(self.hook, self.batch_id, self.log)
 
     def _retrieve_or_none(self) -> MessageBatch | None:
         """The batch now; ``None`` after a transient failure (the next poke tries again)."""
