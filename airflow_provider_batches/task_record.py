@@ -138,3 +138,28 @@ def _set_variable(key: str, value: dict[str, Any], description: str) -> None:
     from airflow.sdk import Variable
 
     Variable.set(key, value, description=description, serialize_json=True)
+
+
+def mark_waiting(store: RecordStore, try_number: int, deadline: float | None) -> None:
+    """Note that try ``try_number`` is deferring on the recorded batch."""
+    record = store.get() or {}
+    store.set({**record, "deferred_try": try_number, "deadline": deadline})
+
+
+def mark_resumed(store: RecordStore) -> None:
+    """The deferred try came back (whatever the event): its wait was not interrupted."""
+    record = store.get()
+    if record is not None and record.get("deferred_try") is not None:
+        store.set({**record, "deferred_try": None})
+
+
+def interrupted_wait(record: dict[str, Any] | None, try_number: int) -> bool:
+    """Whether an earlier try deferred on the recorded batch and never resumed.
+
+    A new try only starts while an earlier one is deferred when a user cleared (or marked and
+    then cleared) the task: a triggerer restart or move keeps the same try.
+    """
+    if record is None or not isinstance(record.get("batch_id"), str):
+        return False
+    waiting = record.get("deferred_try")
+    return isinstance(waiting, int) and waiting < try_number

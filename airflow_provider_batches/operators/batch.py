@@ -152,12 +152,24 @@ class MessageBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_batches.submission import Submitter
-        from airflow_provider_batches.task_record import TaskIdentity, record_store_for
+        from airflow_provider_batches.task_record import (
+            TaskIdentity,
+            interrupted_wait,
+            mark_waiting,
+            record_store_for,
+        )
 
         request_set = self.request_set()
         identity = TaskIdentity.from_context(context)
-        submitter = Submitter(self.hook, record_store_for(context, identity), identity)
-        submission = submitter.submit(request_set, resubmit=self.resubmit)
+        store = record_store_for(context, identity)
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        record = store.get()
+        if interrupted_wait(record, try_number):
+            assert record is not None
+            self._stop_interrupted_wait(record)
+        submission = Submitter(self.hook, store, identity).submit(
+            request_set, resubmit=self.resubmit
+        )
         batch = submission.batch
         self._waiting_for = batch.id
         self.log.info("Batch %s (%s): %s", batch.id, submission.how, batch.progress_summary())
@@ -167,6 +179,7 @@ class MessageBatchOperator(BaseOperator):
         trigger = self._trigger(batch.id, deadline)
         if not self.deferrable:
             return self.execute_complete(context, wait_in_worker(trigger), batch_id=batch.id)
+        mark_waiting(store, try_number, deadline)
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
@@ -185,6 +198,14 @@ class MessageBatchOperator(BaseOperator):
             batch_id = event.get("batch_id")
         if not isinstance(batch_id, str):
             raise ValueError(f"{self.task_id}: resumed without the batch id it waited for.")
+        if self.deferrable:
+            from airflow_provider_batches.task_record import (
+                TaskIdentity,
+                mark_resumed,
+                record_store_for,
+            )
+
+            mark_resumed(record_store_for(context, TaskIdentity.from_context(context)))
         event = validate_event(event, batch_id)
         if event["status"] == "success":
             return self._finish(MessageBatch.from_xcom(event["batch"]), context)
@@ -194,6 +215,21 @@ class MessageBatchOperator(BaseOperator):
         """A user killed the task while it waited in this worker: cancel its batch."""
         if self._waiting_for is not None and self.cancel_on_kill:
             cancel_quietly(self.hook, self._waiting_for, self.log)
+
+    def _stop_interrupted_wait(self, record: dict[str, Any]) -> None:
+        """An earlier try was deferred on the batch when a user cleared the task: finish the
+        kill its trigger may not have (the new try can start before the trigger's on_kill
+        runs). Past the wait's deadline it was a deferral timeout: ``cancel_on_timeout`` rules.
+        """
+        batch_id = str(record["batch_id"])
+        deadline = record.get("deadline")
+        timed_out = isinstance(deadline, int | float) and time.time() >= deadline
+        if self.cancel_on_timeout if timed_out else self.cancel_on_kill:
+            why = "its wait timed out" if timed_out else "a user killed its wait"
+            self.log.info("Batch %s: %s in an earlier try; canceling it.", batch_id, why)
+            batch = self.hook.retrieve_batch(batch_id)
+            if not batch.is_ended and batch.cancel_initiated_at is None:
+                cancel_quietly(self.hook, batch_id, self.log)
 
     def _after_giving_up(self, batch_id: str, last_seen: dict[str, Any] | None) -> str:
         """Cancel a batch the wait gave up on, if asked; the note for the error message."""

@@ -244,3 +244,42 @@ def test_listing_stops_at_the_window(
     with pytest.raises(AmbiguousBatchError, match="More than 6 batches"):
         sub.find_candidates(hook, 5, since=0.0, until=1e12, identity=ME)
     assert _lists(fake) == 3
+
+
+@pytest.mark.parametrize(
+    ("deadline_passed", "cancel_on_kill", "cancel_on_timeout", "cancels"),
+    [
+        (False, True, False, True),  # a user cleared the deferred task
+        (False, False, True, False),
+        (True, False, True, True),  # the deferral timed out: cancel_on_timeout rules
+        (True, True, False, False),
+    ],
+)
+def test_a_new_try_after_an_interrupted_deferral_finishes_the_kill(
+    fake: FakeBatchesServer,
+    fake_conn: str,
+    deadline_passed: bool,
+    cancel_on_kill: bool,
+    cancel_on_timeout: bool,
+    cancels: bool,
+) -> None:
+    import time
+
+    from airflow_provider_batches.operators.batch import MessageBatchOperator
+    from airflow_provider_batches.task_record import interrupted_wait
+
+    batch = fake.create_batch(num_requests=1, ends_after=None)
+    deadline = time.time() + (-5 if deadline_passed else 3600)
+    record = {"batch_id": batch["id"], "deferred_try": 1, "deadline": deadline}
+    assert interrupted_wait(record, 2)
+    assert not interrupted_wait(record, 1)
+    assert not interrupted_wait({**record, "deferred_try": None}, 2)
+    operator = MessageBatchOperator(
+        task_id="t",
+        requests=[],
+        conn_id=fake_conn,
+        cancel_on_kill=cancel_on_kill,
+        cancel_on_timeout=cancel_on_timeout,
+    )
+    operator._stop_interrupted_wait(record)
+    assert fake.request_count(batch["id"], "POST") == (1 if cancels else 0)
