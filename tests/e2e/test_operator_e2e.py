@@ -2,7 +2,10 @@
 server, against the embedded fake API (processing never ends by itself here: the test ends
 batches when it wants).
 
-* a user clears the task while it is deferred: the trigger's on_kill cancels the batch;
+* a user clears the task while it is deferred: the batch is canceled (by the trigger's
+  on_kill, or by the next try if the scheduler started it first) and the next try submits anew;
+* a user marks the deferred task failed: the trigger's on_kill asks the execution API for the
+  task instance's state, sees it left ``deferred``, and cancels;
 * the triggerer is SIGKILLed and restarted mid-wait: nothing is canceled, the run succeeds;
 * the worker is SIGKILLed mid-wait: the retry re-attaches through ``task_state_store``, so
   the fake sees one create.
@@ -127,6 +130,36 @@ def test_clear_while_deferred_cancels_the_batch(
     cluster.wait_for(lambda: _run_state(cluster, DEFERRED, run_id, "success"), 180, "run success")
     assert cluster.xcom(DEFERRED, run_id, "submit")["id"] == second
     assert slow_fake.request_count(second, "POST") == 0
+
+
+def test_mark_failed_while_deferred_cancels_through_on_kill(
+    slow_fake: FakeBatchesServer, cluster: AirflowCluster
+) -> None:
+    slow_fake.reset()
+    run_id = cluster.trigger(DEFERRED, {})
+    cluster.wait_for(
+        lambda: _deferred_in_triggerer(cluster, DEFERRED, run_id),
+        timeout=240,
+        what="submit deferred and picked up by the triggerer",
+        describe=lambda: cluster.describe_run(DEFERRED, run_id),
+    )
+    (batch_id,) = cluster.wait_for(lambda: _polled(slow_fake, 1), 60, "the trigger polls")
+
+    cluster.api(
+        "PATCH",
+        f"/dags/{DEFERRED}/dagRuns/{run_id}/taskInstances/submit",
+        json={"new_state": "failed"},
+    )
+
+    cluster.wait_for(
+        lambda: slow_fake.request_count(batch_id, "POST") == 1,
+        timeout=120,
+        what="the trigger's on_kill cancels the batch after mark failed",
+    )
+    assert slow_fake.get_batch(batch_id)["cancel_initiated_at"] is not None
+    assert _create_count(slow_fake) == 1
+    log = cluster.task_log(DEFERRED, run_id, "submit")
+    assert "the task instance is now failed: a user action" in log
 
 
 def test_triggerer_sigkill_and_restart_cancels_nothing(
