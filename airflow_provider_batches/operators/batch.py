@@ -164,8 +164,7 @@ class MessageBatchOperator(BaseOperator):
         store = record_store_for(context, identity)
         try_number = int(getattr(context["ti"], "try_number", 1) or 1)
         record = store.get()
-        if interrupted_wait(record, try_number):
-            assert record is not None
+        if record is not None and interrupted_wait(record, try_number):
             self._stop_interrupted_wait(record)
         submission = Submitter(self.hook, store, identity).submit(
             request_set, resubmit=self.resubmit
