@@ -19,6 +19,7 @@ OPERATOR_VARIANTS: dict[str, dict[str, Any]] = {
     "operator_timeout": {"deferrable": True, "timeout": 1.5},
     "operator_timeout_keep": {"deferrable": False, "timeout": 1.5, "cancel_on_timeout": False},
     "operator_resubmit": {"deferrable": True, "resubmit": True},
+    "operator_errors": {"deferrable": True, "max_consecutive_errors": 2},
 }
 
 for dag_id, operator_kwargs in OPERATOR_VARIANTS.items():

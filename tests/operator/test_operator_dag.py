@@ -53,6 +53,25 @@ def test_submit_wait_and_return_the_ended_batch(op_fake: FakeBatchesServer, dag_
     assert batch["request_counts"]["succeeded"] == 3
     assert xcoms[("received", "return_value")] == {"id": batch["id"], "succeeded": 3}
     assert op_fake.request_count(batch["id"], "GET") >= 1
+    assert _state_store_record(run)["batch_id"] == batch["id"], "recorded in task_state_store"
+
+
+def _state_store_record(run: Any) -> dict[str, Any]:
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        (value,) = session.scalars(
+            select(TaskStateStoreModel.value).where(
+                TaskStateStoreModel.dag_id == run.dag_id,
+                TaskStateStoreModel.run_id == run.run_id,
+                TaskStateStoreModel.task_id == "submit",
+                TaskStateStoreModel.key == "anthropic_message_batch",
+            )
+        )
+    record: dict[str, Any] = json.loads(value)
+    return record
 
 
 def test_a_clear_re_attaches_to_the_recorded_batch(
@@ -145,3 +164,22 @@ def test_a_create_answer_lost_after_the_batch_was_made_leaves_one_batch(
     (batch,) = [op_fake.get_batch(r.batch_id) for r in op_fake.requests if r.batch_id][:1]
     assert xcoms[("submit", "return_value")] == batch
     assert _lists(op_fake) >= 1, "found through the list, not created again"
+
+
+def test_too_many_failed_polls_give_up_and_cancel(
+    airflow_db: object, set_connection: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with FakeBatchesServer(api_key=API_KEY, processing_seconds=3600) as fake:
+        set_connection("anthropic_default", fake.base_url, max_retries=1)
+        fake.inject_fault(Fault("status", status=503, method="GET", times=-1))
+        _, states, _ = run_dag("operator_errors", {"requests": requests_for(1)})
+        (batch_id,) = {r.batch_id for r in fake.requests if r.batch_id}
+        cancels = fake.request_count(batch_id, "POST")
+        canceled_at = fake.get_batch(batch_id)["cancel_initiated_at"]
+
+    assert states["submit"] == "failed"
+    assert cancels == 1
+    assert canceled_at is not None
+    output = capfd.readouterr().out
+    assert "BatchWaitError" in output
+    assert f"gave up while batch {batch_id} still ran: canceled it" in output
