@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dag_runs import requests_for, run_dag, use_variable_records
 from helpers import API_KEY
+from operator_dag_runs import requests_for, run_dag, use_variable_records
 
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
 

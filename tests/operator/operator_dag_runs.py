@@ -1,4 +1,4 @@
-"""Helpers for the operator's ``dag.test()`` tests (imported by them and by kill_runner.py)."""
+"""Helpers for the operator's ``dag.test()`` tests and their subprocess runners."""
 
 from __future__ import annotations
 

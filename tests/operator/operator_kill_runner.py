@@ -1,11 +1,11 @@
 """Run one operator DAG with ``dag.test()`` and SIGKILL this process right after the create.
 
-    python kill_runner.py DAG_ID CONF_JSON LOGICAL_DATE CRASH_POINT
+    python operator_kill_runner.py DAG_ID CONF_JSON LOGICAL_DATE CRASH_POINT
 
 ``CRASH_POINT`` is ``after_record`` (the create answered and the record was written: the
 worker dies at once) or ``before_record`` (the create answered, the worker dies before it can
-write the batch id). Records live in Variables (see ``dag_runs.use_variable_records``) so the
-test's re-run of the same logical date, in its own process, is the retry of this task
+write the batch id). Records live in Variables (``operator_dag_runs.use_variable_records``)
+so the test's re-run of the same logical date, in its own process, is the retry of this task
 instance. Not collected by pytest (no ``test_`` prefix).
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main(dag_id: str, conf: dict[str, Any], logical_date: datetime, crash_point: str) -> None:
-    from dag_runs import run_dag, use_variable_records
+    from operator_dag_runs import run_dag, use_variable_records
 
     from airflow_provider_batches.submission import Submitter
 

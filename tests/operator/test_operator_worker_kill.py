@@ -1,6 +1,6 @@
 """A worker SIGKILLed right after the create returned: the retry creates nothing.
 
-The first try runs in a subprocess (``kill_runner.py``) that kills itself with SIGKILL the
+The first try runs in a subprocess (``operator_kill_runner.py``) that kills itself with SIGKILL the
 moment the create has answered, before or after the record is written; the retry is the same
 task instance (same DAG run, task and map index) run again with ``dag.test()``.
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dag_runs import requests_for, run_dag, use_variable_records
 from helpers import API_KEY, wait_until
+from operator_dag_runs import requests_for, run_dag, use_variable_records
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = pytest.mark.airflow_db
 
-RUNNER = Path(__file__).parent / "kill_runner.py"
+RUNNER = Path(__file__).parent / "operator_kill_runner.py"
 
 
 @pytest.fixture
@@ -41,6 +41,18 @@ def variable_records(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(task_record, "record_store_for", task_record.record_store_for)
     use_variable_records()
+
+
+def _same_airflow_env() -> dict[str, str]:
+    """This process's environment, with the Fernet key this process uses.
+
+    ``airflow db migrate`` may have written an ``airflow.cfg`` with a key after this process
+    read its configuration without one: the two processes would then disagree on whether
+    Variables are encrypted.
+    """
+    from airflow.configuration import conf
+
+    return {**os.environ, "AIRFLOW__CORE__FERNET_KEY": conf.get("core", "fernet_key", fallback="")}
 
 
 def _creates(fake: FakeBatchesServer) -> int:
@@ -69,7 +81,7 @@ def test_retry_after_sigkill_right_after_create_makes_no_second_batch(
             when.isoformat(),
             crash_point,
         ],
-        env=os.environ.copy(),
+        env=_same_airflow_env(),
         capture_output=True,
         timeout=240,
         check=False,
@@ -103,11 +115,11 @@ def test_sigterm_in_the_worker_cancels_the_tasks_batch(
         task = subprocess.Popen(
             [
                 sys.executable,
-                str(Path(__file__).parent / "run_dag_runner.py"),
+                str(Path(__file__).parent / "operator_run_dag.py"),
                 dag_id,
                 json.dumps({"requests": requests_for(2)}),
             ],
-            env=os.environ.copy(),
+            env=_same_airflow_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dag_runs import requests_for
 from hypothesis import given
 from hypothesis import strategies as st
+from operator_dag_runs import requests_for
 
 from airflow_provider_batches import request_set as rs
 from airflow_provider_batches.operators.batch import MessageBatchOperator

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dag_runs import requests_for
+from operator_dag_runs import requests_for
 
 from airflow_provider_batches import submission as sub
 from airflow_provider_batches import task_record

@@ -1,6 +1,6 @@
 """Run one operator DAG with ``dag.test()`` in this process (for tests that signal it).
 
-    python run_dag_runner.py DAG_ID CONF_JSON
+    python operator_run_dag.py DAG_ID CONF_JSON
 
 Not collected by pytest (no ``test_`` prefix).
 """
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 sys.path.insert(0, str(Path(__file__).parent))
 
 if __name__ == "__main__":
-    from dag_runs import run_dag
+    from operator_dag_runs import run_dag
 
     run, states, _ = run_dag(sys.argv[1], json.loads(sys.argv[2]))
     print(f"RUN-STATE {run.state} {json.dumps(states)}", flush=True)
