@@ -16,10 +16,17 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from airflow_provider_batches._compat import AirflowFailException
+from airflow_provider_batches.exceptions import MessageBatchError
+
 RECORD_KEY = "anthropic_message_batch"
 RECORD_VARIABLE_PREFIX = "anthropic_batches.record."
 CLAIM_VARIABLE_PREFIX = "anthropic_batches.claim."
 _MAX_VARIABLE_KEY = 250
+
+
+class UnreadableRecordError(MessageBatchError, AirflowFailException):
+    """A record or claim exists but cannot be read: never guessed to be absent."""
 
 
 @dataclass(frozen=True)
@@ -129,9 +136,23 @@ def write_claim(batch_id: str, identity: TaskIdentity) -> None:
 
 
 def _get_variable(key: str) -> Any:
+    """The Variable's JSON value; ``None`` if it does not exist.
+
+    Read raw and decoded here: Airflow's own decoding logs a failure and answers "missing",
+    which would make an unreadable record look like no record, and bill a second batch.
+    """
     from airflow.sdk import Variable
 
-    return Variable.get(key, default=None, deserialize_json=True)
+    raw = Variable.get(key, default=None)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise UnreadableRecordError(
+            f"Variable {key!r} exists but does not hold JSON (was it written with another "
+            "Fernet key?). It records a submitted batch: fix or delete it, then rerun."
+        ) from None
 
 
 def _set_variable(key: str, value: dict[str, Any], description: str) -> None:

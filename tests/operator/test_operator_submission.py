@@ -283,3 +283,20 @@ def test_a_new_try_after_an_interrupted_deferral_finishes_the_kill(
     )
     operator._stop_interrupted_wait(record)
     assert fake.request_count(batch["id"], "POST") == (1 if cancels else 0)
+
+
+def test_an_unreadable_record_variable_is_an_error_not_a_missing_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import airflow.sdk
+
+    monkeypatch.setattr(
+        airflow.sdk.Variable, "get", classmethod(lambda cls, key, default=None: "gAAAAAB-cipher")
+    )
+    with pytest.raises(task_record.UnreadableRecordError, match="Fernet"):
+        task_record.VariableRecords(ME).get()
+    monkeypatch.setattr(
+        airflow.sdk.Variable, "get", classmethod(lambda cls, key, default=None: default)
+    )
+    assert task_record.VariableRecords(ME).get() is None
+    assert task_record.read_claim("msgbatch_x") is None
