@@ -10,8 +10,8 @@ from helpers import API_KEY
 
 from airflow_provider_batches.clients import aclose_shared_clients
 from airflow_provider_batches.exceptions import (
-    APIConnectionError,
     BadRequestError,
+    BatchCreateOutcomeUnknownError,
     InvalidBatchIdError,
     InvalidResponseError,
 )
@@ -60,7 +60,7 @@ async def test_create_is_not_resent_after_a_dropped_connection(
     fake: FakeBatchesServer, hook: MessageBatchHook, mode: str
 ) -> None:
     fake.inject_fault(Fault("drop", method="POST", times=-1))
-    with pytest.raises(APIConnectionError):
+    with pytest.raises(BatchCreateOutcomeUnknownError):
         await _create(hook, mode, _requests(1))
     assert fake.request_count(method="POST") == 1
 
