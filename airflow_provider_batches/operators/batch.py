@@ -62,9 +62,16 @@ class MessageBatchOperator(BaseOperator):
     :param max_errored, max_errored_ratio, max_expired, max_expired_ratio, max_canceled,
         max_canceled_ratio, on_fully_canceled: Outcome policy, as for the sensor.
     :param expiry_grace, max_consecutive_errors, error_tolerance: As for the trigger.
+    :param results_path: Where to store the results once the batch has ended (templated; a
+        ``str`` or ``ObjectStoragePath``, e.g. ``s3://aws_default@bucket/batches``): written
+        under ``<results_path>/<batch id>/`` with a ``manifest.json`` last, before the outcome
+        policy is applied, and the manifest is pushed to XCom key ``manifest``. The return
+        value stays the ended batch. See docs/results.md.
+    :param results_overwrite: Download again even if a complete manifest is already there.
+    :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
     """
 
-    template_fields: Sequence[str] = ("requests", "prompts", "conn_id")
+    template_fields: Sequence[str] = ("requests", "prompts", "conn_id", "results_path")
     ui_color = "#e4d7f0"
 
     def __init__(
@@ -92,6 +99,9 @@ class MessageBatchOperator(BaseOperator):
         expiry_grace: float = 3600.0,
         max_consecutive_errors: int = 10,
         error_tolerance: float = 1800.0,
+        results_path: Any = None,
+        results_overwrite: bool = False,
+        results_split_by_type: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +137,9 @@ class MessageBatchOperator(BaseOperator):
         self.expiry_grace = expiry_grace
         self.max_consecutive_errors = max_consecutive_errors
         self.error_tolerance = error_tolerance
+        self.results_path = results_path
+        self.results_overwrite = results_overwrite
+        self.results_split_by_type = results_split_by_type
         self._waiting_for: str | None = None
 
     @property
@@ -247,6 +260,18 @@ class MessageBatchOperator(BaseOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         self._waiting_for = None
+        if self.results_path:
+            # Before the policy: the results of a batch that fails it are what one inspects.
+            from airflow_provider_batches.results.writer import write_results
+
+            manifest = write_results(
+                self.hook,
+                batch,
+                self.results_path,
+                overwrite=self.results_overwrite,
+                split_by_type=self.results_split_by_type,
+            )
+            context["ti"].xcom_push(key="manifest", value=manifest)
         return finish_batch(self.policy, batch, context, self.log)
 
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:

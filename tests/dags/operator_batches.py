@@ -63,3 +63,14 @@ with DAG("operator_prompts", schedule=None, catchup=False, tags=["test"]) as pro
         deferrable=False,
         poll_interval=0.2,
     )
+
+with DAG("operator_results", schedule=None, catchup=False, tags=["test"]) as results_dag:
+    submit_and_store = MessageBatchOperator(
+        task_id="submit",
+        requests="{{ dag_run.conf['path'] }}",
+        results_path="{{ dag_run.conf['results_path'] }}",
+        results_split_by_type=True,
+        deferrable=True,
+        poll_interval=0.2,
+        retries=0,
+    )

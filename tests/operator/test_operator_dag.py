@@ -183,3 +183,29 @@ def test_too_many_failed_polls_give_up_and_cancel(
     output = capfd.readouterr().out
     assert "BatchWaitError" in output
     assert f"gave up while batch {batch_id} still ran: canceled it" in output
+
+
+def test_results_path_stores_the_results_and_pushes_the_manifest(
+    op_fake: FakeBatchesServer, tmp_path: Path
+) -> None:
+    import hashlib
+
+    requests_file = tmp_path / "requests.jsonl"
+    requests_file.write_text("".join(json.dumps(r) + "\n" for r in requests_for(3)))
+    store = tmp_path / "results"
+
+    run, _, xcoms = run_dag(
+        "operator_results", {"path": str(requests_file), "results_path": f"file://{store}"}
+    )
+
+    assert run.state == "success"
+    batch = xcoms[("submit", "return_value")]
+    assert batch == op_fake.get_batch(batch["id"]), "the return value stays the ended batch"
+    manifest = xcoms[("submit", "manifest")]
+    assert manifest["batch_id"] == batch["id"]
+    written = (store / batch["id"] / "results.jsonl").read_bytes()
+    assert hashlib.sha256(written).hexdigest() == manifest["results_sha256"]
+    custom_ids = sorted(json.loads(line)["custom_id"] for line in written.splitlines())
+    assert custom_ids == ["req-0", "req-1", "req-2"]
+    assert (store / batch["id"] / "succeeded.jsonl").exists()
+    assert json.loads((store / batch["id"] / "manifest.json").read_text()) == manifest
