@@ -1,4 +1,4 @@
-"""Typed models of the Message Batches API's retrieve response."""
+"""Typed models of the Message Batches API's responses (a batch, a page of the batch list)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,16 @@ class MessageBatch(_ApiModel):
 
 
 _KNOWN_STATUSES = frozenset(s.value for s in ProcessingStatus)
+
+
+class MessageBatchPage(_ApiModel):
+    """One page of ``GET /v1/messages/batches``, newest batch first.
+
+    The next (older) page starts after ``last_id`` (``after_id=last_id``); ``has_more`` says
+    whether there is one.
+    """
+
+    data: list[MessageBatch]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None

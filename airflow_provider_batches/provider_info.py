@@ -99,7 +99,10 @@ def provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Anthropic Message Batches",
-                "python-modules": ["airflow_provider_batches.operators.results"],
+                "python-modules": [
+                    "airflow_provider_batches.operators.batch",
+                    "airflow_provider_batches.operators.results",
+                ],
             }
         ],
         "sensors": [

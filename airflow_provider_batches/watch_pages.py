@@ -1,8 +1,10 @@
 """The watcher's list pages, on the connection's shared pool (single retrieves go through the
 hook's ``aretrieve_batch``).
 
-``alist_page`` is private to the watcher for now; once the hook has ``alist_batches`` (with a
-page model) the watcher can call that instead.
+The request is the hook's list request (``alist_batches``), but the answer is parsed here:
+``alist_batches`` validates a whole page at once and rejects it for one bad entry, while the
+watcher validates 1,000 entries in slices between loop iterations and leaves a bad entry out
+(its wait then retrieves that batch and gets that request's own answer).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from airflow_provider_batches.clients import shared_async_pool
+from airflow_provider_batches.hooks.batch import _list_request
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.transport import (
@@ -43,11 +45,9 @@ class ListPage:
 
 async def alist_page(settings: ClientSettings, after_id: str | None) -> ListPage:
     """``GET /v1/messages/batches?limit=1000[&after_id=...]``: one page, newest first."""
-    url = f"{settings.batches_url()}?limit={PAGE_LIMIT}"
-    if after_id is not None:
-        url += f"&after_id={quote(after_id, safe='')}"
     pool = shared_async_pool(settings)
-    return await asend(pool.client, pool.gate, settings, ApiRequest("GET", url), parse_page)
+    request = _list_request(settings, PAGE_LIMIT, after_id, None)
+    return await asend(pool.client, pool.gate, settings, request, parse_page)
 
 
 def parse_page(response: ResponseLike, request: ApiRequest, secret: str) -> ListPage:

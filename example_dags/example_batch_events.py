@@ -8,11 +8,16 @@ events into one DAG run, so the task handles every event it was triggered by.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
 from airflow_provider_batches.triggers.events import MessageBatchEventTrigger
+
+#: Where each ended batch's results go (any ObjectStoragePath URL, e.g.
+#: ``s3://aws_default@my-bucket/batches``); one prefix per batch, manifest.json written last.
+RESULTS_PATH = os.environ.get("BATCH_RESULTS_PATH", "file:///tmp/anthropic-batch-results")
 
 ENDED_BATCHES = Asset(
     name="anthropic_ended_batches",
@@ -39,23 +44,24 @@ with DAG(
 
     @task
     def ingest_ended_batches(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
+        from airflow_provider_batches.hooks.batch import MessageBatchHook
+        from airflow_provider_batches.models import MessageBatch
+        from airflow_provider_batches.results.writer import write_results
+
+        hook = MessageBatchHook("anthropic_default")
         summaries = []
         for event in triggering_asset_events[ENDED_BATCHES]:
-            batch = event.extra["payload"]
-            counts = batch["request_counts"]
-            total = sum(counts.values())
-            print(
-                f"Batch {batch['id']} ended: {counts['succeeded']}/{total} succeeded, "
-                f"{counts['errored']} errored, {counts['expired']} expired, "
-                f"{counts['canceled']} canceled"
-            )
-            # Results writer hook-up point: write this batch's results here (write_results).
+            batch = MessageBatch.from_xcom(event.extra["payload"])
+            print(f"Batch {batch.progress_summary()}")
+            # A rerun finds the complete manifest and downloads nothing again.
+            manifest = write_results(hook, batch, RESULTS_PATH)
             summaries.append(
                 {
-                    "batch_id": batch["id"],
-                    "total": total,
-                    "succeeded": counts["succeeded"],
-                    "results_url": batch["results_url"],
+                    "batch_id": batch.id,
+                    "total": batch.total_requests,
+                    "succeeded": batch.request_counts.succeeded,
+                    "results": manifest["files"]["results"]["path"],
+                    "sha256": manifest["results_sha256"],
                 }
             )
         return summaries

@@ -1,7 +1,9 @@
-"""Submit a batch in one task, wait for it in the next, use its counts in a third.
+"""Build requests in one task, submit and wait for them with MessageBatchOperator, use the counts.
 
-The sensor's ``batch_id`` comes from the upstream task's XCom, so the id is only known at run
-time. ``make demo`` runs this DAG against the embedded fake API.
+The requests come from the upstream task's XCom, so they are only known at run time. The
+operator submits them once per task instance (a retry or a clear re-attaches to the batch
+instead of paying for a second one), waits in the triggerer, and returns the ended batch.
+``make demo`` runs this DAG against the embedded fake API.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.sensors.batch import MessageBatchSensor
+from airflow_provider_batches.operators.batch import MessageBatchOperator
 
 with DAG(
     dag_id="example_batch_from_upstream",
@@ -28,29 +29,19 @@ with DAG(
 ):
 
     @task
-    def submit_batch(**context: Any) -> str:
-        params = context["params"]
-        requests = [
-            {
-                "custom_id": f"prompt-{index}",
-                "params": {
-                    "model": params["model"],
-                    "max_tokens": 256,
-                    "messages": [{"role": "user", "content": prompt}],
-                },
-            }
-            for index, prompt in enumerate(params["prompts"])
-        ]
-        batch = MessageBatchHook().create_batch(requests)
-        print(f"Submitted batch {batch.id} with {batch.total_requests} requests")
-        return batch.id
+    def build_requests(**context: Any) -> list[dict[str, Any]]:
+        from airflow_provider_batches.request_set import requests_from_prompts
 
-    wait = MessageBatchSensor(
-        task_id="wait_for_batch",
-        batch_id=submit_batch(),
+        params = context["params"]
+        return requests_from_prompts(params["prompts"], model=params["model"], max_tokens=256)
+
+    submit = MessageBatchOperator(
+        task_id="submit_and_wait",
+        requests=build_requests(),
         deferrable=True,
         # `make demo` polls every second; against the real API a minute is plenty.
-        poke_interval=float(os.environ.get("EXAMPLE_BATCH_POLL_SECONDS", "60")),
+        poll_interval=float(os.environ.get("EXAMPLE_BATCH_POLL_SECONDS", "60")),
+        max_errored_ratio=0.1,
     )
 
     @task
@@ -62,4 +53,4 @@ with DAG(
         )
         return {"batch_id": batch["id"], "succeeded": counts["succeeded"]}
 
-    use_results(wait.output)
+    use_results(submit.output)

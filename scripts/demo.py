@@ -1,8 +1,9 @@
 """`make demo`: run example_dags/example_batch_from_upstream.py end to end on the fake API.
 
 A throwaway Airflow home with a fresh SQLite DB; the embedded fake Batches API on loopback; the
-DAG submits a batch, the sensor defers to MessageBatchTrigger (run in-line by ``dag.test()``),
-and the downstream task reads the ended batch from XCom. Prints what happened.
+DAG builds requests, MessageBatchOperator submits them and defers to MessageBatchTrigger (run
+in-line by ``dag.test()``), and the downstream task reads the ended batch from XCom. Prints
+what happened.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _run(home: Path) -> int:
     )
     from airflow_provider_batches.testing import FakeBatchesServer
 
-    # Batches take 6 s to process, long enough that the sensor really defers.
+    # Batches take 6 s to process, long enough that the operator really defers.
     with FakeBatchesServer(api_key=DEMO_KEY, processing_seconds=6) as fake:
         step("Fake Message Batches API listening at", fake.base_url)
         os.environ["AIRFLOW_CONN_ANTHROPIC_DEFAULT"] = json.dumps(
@@ -60,7 +61,7 @@ def _run(home: Path) -> int:
         if bag.import_errors:
             print(bag.import_errors, file=sys.stderr)
             return 1
-        step("Running DAG", f"{DAG_ID} (submit -> deferrable wait -> use results)")
+        step("Running DAG", f"{DAG_ID} (build requests -> submit and wait -> use results)")
         started = time.monotonic()
         run = bag.dags[DAG_ID].test()
         elapsed = time.monotonic() - started
@@ -86,19 +87,17 @@ def report(fake: object, run: object, elapsed: float) -> int:
         }
     requests = fake.requests  # type: ignore[attr-defined]
     posts = sum(1 for r in requests if r.method == "POST")
-    polls = sum(1 for r in requests if r.method == "GET")
+    polls = sum(1 for r in requests if r.method == "GET" and r.batch_id)
     print()
     step("DAG run", f"{run.state} in {elapsed:.1f} s")  # type: ignore[attr-defined]
     for task_id, state in states.items():
         print(f"     {task_id:<16} {state}")
     step("API calls the fake saw", f"{posts} create, {polls} retrieve polls")
-    print(
-        "     (1 poll on the worker, the rest from MessageBatchTrigger after the sensor deferred)"
-    )
-    step("The sensor's XCom (what the downstream task received):", "")
-    print(json.dumps(xcoms.get("wait_for_batch"), indent=2))
+    print("     (the create on the worker, the polls from MessageBatchTrigger after it deferred)")
+    step("The operator's XCom (what the downstream task received):", "")
+    print(json.dumps(xcoms.get("submit_and_wait"), indent=2))
     step("The downstream task returned:", json.dumps(xcoms.get("use_results")))
-    ok = run.state == "success" and polls >= 2  # type: ignore[attr-defined]
+    ok = run.state == "success" and posts == 1 and polls >= 2  # type: ignore[attr-defined]
     print("\nDemo " + ("succeeded." if ok else "FAILED."))
     return 0 if ok else 1
 

@@ -59,8 +59,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "parse_batch accepts a body containing the API key",
         "hooks/batch.py",
-        "    if secret and secret.encode() in response.content:\n",
-        "    if False:\n",
+        # parse_list_page has the same check: the comment below makes it parse_batch's.
+        "    if secret and secret.encode() in response.content:\n"
+        "        # Kept fields go to XCom and logs:"
+        " a body that echoes the key is never accepted.\n",
+        "    if False:\n"
+        "        # Kept fields go to XCom and logs:"
+        " a body that echoes the key is never accepted.\n",
         (
             "tests/test_parse_batch_guards.py::"
             "test_a_2xx_body_containing_the_api_key_is_rejected_without_showing_it",
@@ -151,6 +156,40 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if limit is not None and value > limit:\n",
         "            if limit is not None and value <= limit:\n",
         ("tests/test_policy.py::test_a_count_limit_fails_only_when_exceeded",),
+    ),
+    Mutant(
+        "create resent after a 5xx (a second batch billed)",
+        "retry.py",
+        "    return status_code >= 500 and status_code not in REFUSAL_STATUSES\n",
+        "    return False\n",
+        ("tests/hardening/test_create_not_resent.py::test_create_is_sent_once_after_a_5xx",),
+    ),
+    Mutant(
+        "an ambiguous create is treated as a clean failure (no adoption)",
+        "submission.py",
+        "    return isinstance(error, BatchCreateOutcomeUnknownError)\n",
+        "    return False\n",
+        ("tests/operator/test_operator_submission.py::test_which_create_failures_are_ambiguous",),
+    ),
+    Mutant(
+        "results_path writes but never hands the manifest to XCom",
+        "operators/batch.py",
+        '            context["ti"].xcom_push(key="manifest", value=manifest)\n',
+        "            pass\n",
+        (
+            "tests/operator/test_operator_dag.py::"
+            "test_results_path_stores_the_results_and_pushes_the_manifest",
+        ),
+    ),
+    Mutant(
+        "the event trigger emits an ended batch again on every poll",
+        "triggers/events.py",
+        "                if batch.id in seen:\n",
+        "                if False:\n",
+        (
+            "tests/events/test_event_trigger.py::"
+            "test_one_event_per_ended_batch_however_often_it_is_seen",
+        ),
     ),
 )
 

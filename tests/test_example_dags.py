@@ -37,7 +37,6 @@ def test_examples_import_without_errors(bag: object) -> None:
     [
         ("example_batch_deferrable", True, "poke"),
         ("example_batch_reschedule", False, "reschedule"),
-        ("example_batch_from_upstream", True, "poke"),
     ],
 )
 def test_sensor_settings(bag: object, dag_id: str, deferrable: bool, mode: str) -> None:
@@ -52,9 +51,12 @@ def test_mapped_example_expands_over_batch_ids(bag: object) -> None:
     assert "batch_id" in mapped.expand_input.value
 
 
-def test_upstream_example_takes_batch_id_from_xcom(bag: object) -> None:
+def test_upstream_example_submits_with_the_operator(bag: object) -> None:
     dag = bag.dags["example_batch_from_upstream"]  # type: ignore[attr-defined]
-    assert dag.get_task("wait_for_batch").upstream_task_ids == {"submit_batch"}
+    submit = dag.get_task("submit_and_wait")
+    assert type(submit).__name__ == "MessageBatchOperator"
+    assert submit.deferrable is True
+    assert submit.upstream_task_ids == {"build_requests"}
 
 
 def test_results_example_stores_after_the_sensor_and_reads_the_manifest(bag: object) -> None:

@@ -201,6 +201,7 @@ async def test_serialize_round_trip_has_no_secret(fake: FakeBatchesServer, conn:
         "max_consecutive_errors",
         "error_tolerance",
         "log_interval",
+        "cancel_on_kill",
     }
 
 

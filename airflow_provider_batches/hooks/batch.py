@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from airflow_provider_batches.clients import (
     shared_sync_client,
 )
 from airflow_provider_batches.exceptions import MessageBatchError
-from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.models import MessageBatch, MessageBatchPage
 from airflow_provider_batches.settings import ClientSettings, validate_batch_id
 from airflow_provider_batches.transport import (
     ApiRequest,
@@ -133,19 +134,22 @@ class MessageBatchHook(BaseHook):
         raises :class:`BatchCreateOutcomeUnknownError` instead: a resend could create and bill a
         second batch.
         """
-        if not requests:
-            raise ValueError("create_batch needs at least one request.")
         settings = self.settings
-        request = ApiRequest(
-            "POST", settings.batches_url(), None, {"requests": list(requests)}, idempotent=False
-        )
+        request = _create_request(settings, requests)
         return send(shared_sync_client(settings), settings, request, parse_batch)
+
+    async def acreate_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
+        """Async :meth:`create_batch`, with the same no-resend rule."""
+        settings = await self.asettings()
+        request = _create_request(settings, requests)
+        pool = shared_async_pool(settings)
+        return await asend(pool.client, pool.gate, settings, request, parse_batch)
 
     def cancel_batch(self, batch_id: str) -> MessageBatch:
         """``POST /v1/messages/batches/{batch_id}/cancel``; the batch moves to ``canceling``."""
         validate_batch_id(batch_id)
         settings = self.settings
-        request = ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
+        request = _cancel_request(settings, batch_id)
         return send(shared_sync_client(settings), settings, request, parse_batch)
 
     def iter_results(
@@ -183,12 +187,46 @@ class MessageBatchHook(BaseHook):
         ):
             yield line.result
 
+    async def acancel_batch(self, batch_id: str) -> MessageBatch:
+        """Async :meth:`cancel_batch`."""
+        validate_batch_id(batch_id)
+        settings = await self.asettings()
+        request = _cancel_request(settings, batch_id)
+        pool = shared_async_pool(settings)
+        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+
+    def list_batches(
+        self, limit: int = 20, after_id: str | None = None, before_id: str | None = None
+    ) -> MessageBatchPage:
+        """One page of ``GET /v1/messages/batches``, newest first.
+
+        :param limit: Batches per page, 1 to 1000.
+        :param after_id: Start after this batch: the next (older) page is
+            ``after_id=page.last_id``.
+        :param before_id: End before this batch: the previous (newer) page.
+        """
+        request = _list_request(self.settings, limit, after_id, before_id)
+        return send(shared_sync_client(self.settings), self.settings, request, parse_list_page)
+
+    async def alist_batches(
+        self, limit: int = 20, after_id: str | None = None, before_id: str | None = None
+    ) -> MessageBatchPage:
+        """Async :meth:`list_batches`."""
+        settings = await self.asettings()
+        request = _list_request(settings, limit, after_id, before_id)
+        pool = shared_async_pool(settings)
+        return await asend(pool.client, pool.gate, settings, request, parse_list_page)
+
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one batch), for the UI's Test button."""
         try:
             settings = self.settings
-            request = ApiRequest("GET", settings.batches_url() + "?limit=1")
-            send(shared_sync_client(settings), settings, request, _parse_list_page)
+            send(
+                shared_sync_client(settings),
+                settings,
+                _list_request(settings, 1, None, None),
+                parse_list_page,
+            )
         except MessageBatchError as error:
             return False, str(error)
         return True, f"Connected to {settings.base_url}; the API key was accepted."
@@ -204,12 +242,8 @@ def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> Mes
         batch = MessageBatch.model_validate(body)
         batch.to_xcom()  # fields kept from a hostile body must still serialize for XCom
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:5]
-        )
         raise invalid_response(
-            response, request, secret, f"not a message batch ({redact(problems, secret)})"
+            response, request, secret, f"not a message batch ({redact(_problems(exc), secret)})"
         ) from None
     except (ValueError, RecursionError) as exc:
         raise invalid_response(
@@ -222,10 +256,59 @@ def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> Mes
     return batch
 
 
-def _parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> None:
+def parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> MessageBatchPage:
+    """The page of batches in a 2xx response, or :class:`InvalidResponseError`."""
+    if secret and secret.encode() in response.content:
+        raise invalid_response(response, request, secret, "the body contains the API key")
     body = response_json(response, request, secret)
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise invalid_response(response, request, secret, "not a list of message batches")
+    try:
+        page = MessageBatchPage.model_validate(body)
+        for batch in page.data:
+            batch.to_xcom()
+    except ValidationError as exc:
+        raise invalid_response(
+            response,
+            request,
+            secret,
+            f"not a list of message batches ({redact(_problems(exc), secret)})",
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise invalid_response(
+            response, request, secret, f"a batch cannot be serialized ({str(exc)[:200]})"
+        ) from None
+    return page
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)[:5]
+    )
+
+
+def _create_request(settings: ClientSettings, requests: Sequence[dict[str, Any]]) -> ApiRequest:
+    if not requests:
+        raise ValueError("create_batch needs at least one request.")
+    body = {"requests": list(requests)}
+    return ApiRequest("POST", settings.batches_url(), None, body, idempotent=False)
+
+
+def _cancel_request(settings: ClientSettings, batch_id: str) -> ApiRequest:
+    return ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
+
+
+def _list_request(
+    settings: ClientSettings, limit: int, after_id: str | None, before_id: str | None
+) -> ApiRequest:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}.")
+    if after_id is not None and before_id is not None:
+        raise ValueError("Pass after_id or before_id, not both: they page in opposite directions.")
+    query: dict[str, str | int] = {"limit": limit}
+    for name, cursor in (("after_id", after_id), ("before_id", before_id)):
+        if cursor is not None:
+            query[name] = validate_batch_id(cursor)
+    return ApiRequest("GET", f"{settings.batches_url()}?{urlencode(query)}")
 
 
 def _mask(secret: str) -> None:

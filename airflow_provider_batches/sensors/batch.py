@@ -23,15 +23,14 @@ from airflow_provider_batches.defaults import (
 from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import (
     APIError,
-    BatchOutcomeError,
     BatchPermanentError,
     BatchWaitError,
-    BatchWaitTimeoutError,
     ConnectionConfigError,
     InvalidBatchIdError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
 from airflow_provider_batches.sensors._options import check_wait_options
 
@@ -79,6 +78,8 @@ class MessageBatchSensor(BaseSensorOperator):
         batch that still has not ended ends the wait with a timeout.
     :param max_consecutive_errors: Deferrable mode: transient failures in a row tolerated.
     :param error_tolerance: Deferrable mode: seconds a streak of transient failures may last.
+    :param cancel_on_kill: Cancel the batch when a user kills this task while it waits (mark
+        failed or success, clear). Off by default: the sensor did not create the batch.
     :param start_from_trigger: Deferrable mode: start straight in the triggerer, without a
         worker (needs ``deferrable=True``; templated ``batch_id`` needs Airflow 3.3+).
     """
@@ -103,6 +104,7 @@ class MessageBatchSensor(BaseSensorOperator):
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
         start_from_trigger: bool = False,
+        cancel_on_kill: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", DEFAULT_POLL_INTERVAL)
@@ -134,6 +136,7 @@ class MessageBatchSensor(BaseSensorOperator):
         self.max_consecutive_errors = max_consecutive_errors
         self.error_tolerance = error_tolerance
         self._hook: MessageBatchHook | None = None
+        self.cancel_on_kill = cancel_on_kill
         if start_from_trigger:
             self._enable_start_from_trigger()
 
@@ -216,15 +219,7 @@ class MessageBatchSensor(BaseSensorOperator):
         status = event["status"]
         if status == "success":
             return self._finish(MessageBatch.from_xcom(event["batch"]), context)
-        if status == "timeout":
-            raise BatchWaitTimeoutError(
-                event["message"], batch_id=self.batch_id, batch=event.get("batch")
-            )
-        error = event.get("error") or {}
-        error_class = BatchWaitError if error.get("retryable", False) else BatchPermanentError
-        raise error_class(
-            event["message"], batch_id=self.batch_id, batch=event.get("batch"), error=error
-        )
+        raise gave_up_error(event, self.batch_id)
 
     def _trigger(self, deadline: float | None) -> MessageBatchTrigger:
         from airflow_provider_batches.triggers.batch import MessageBatchTrigger
@@ -240,7 +235,13 @@ class MessageBatchSensor(BaseSensorOperator):
             "expiry_grace": self.expiry_grace,
             "max_consecutive_errors": self.max_consecutive_errors,
             "error_tolerance": self.error_tolerance,
+            "cancel_on_kill": self.cancel_on_kill,
         }
+
+    def on_kill(self) -> None:
+        """A user killed the task while it poked in a worker: cancel if ``cancel_on_kill``."""
+        if self.cancel_on_kill:
+            cancel_quietly(self.hook, self.batch_id, self.log)
 
     def _retrieve_or_none(self) -> MessageBatch | None:
         """The batch now; ``None`` after a transient failure (the next poke tries again)."""
@@ -260,13 +261,4 @@ class MessageBatchSensor(BaseSensorOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         """Apply the outcome policy to an ended batch; return its XCom form if it passes."""
-        value = batch.to_xcom()
-        verdict = self.policy.evaluate(batch)
-        self.log.info("Batch %s", batch.progress_summary())
-        if verdict.action == "succeed":
-            return value
-        # The task will not return a value: keep the batch in XCom for all_done downstreams.
-        context["ti"].xcom_push(key="batch", value=value)
-        if verdict.action == "skip":
-            raise AirflowSkipException(f"Skipping: {verdict.reason}.")
-        raise BatchOutcomeError(f"Failing: {verdict.reason}.", batch_id=batch.id, batch=value)
+        return finish_batch(self.policy, batch, context, self.log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import time
@@ -108,6 +109,9 @@ class ApiRoutes:
             if fault.kind == "delay":
                 await asyncio.sleep(fault.delay)
             else:
+                if fault.after_effect:
+                    with contextlib.suppress(FakeApiError):
+                        self._dispatch(request, target, authenticated)
                 return self._faulted(fault, request, target, batch_id, authenticated)
         try:
             return self._dispatch(request, target, authenticated)

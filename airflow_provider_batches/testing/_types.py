@@ -62,6 +62,8 @@ class Fault:
     ``"cancel"``) restrict which requests match (None = any API request).
     ``after_bytes``: for ``reset`` and ``truncated``, how many body bytes are sent before the
     cut (default: half the body; for a streamed body such as results, 32 KiB).
+    ``after_effect=True`` lets the request take effect first (a create creates, a cancel
+    cancels) and then fails the answer: the client cannot know that the server acted.
     """
 
     kind: FaultKind
@@ -76,6 +78,7 @@ class Fault:
     method: str | None = None
     endpoint: str | None = None
     after_bytes: int | None = None
+    after_effect: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -98,6 +101,8 @@ class Fault:
             raise ValueError(f"fault after_bytes must be an integer >= 0, got {self.after_bytes}")
         if self.method is not None:
             object.__setattr__(self, "method", self.method.upper())
+        if self.after_effect and self.kind == "delay":
+            raise ValueError("after_effect applies to failing faults, not to 'delay'")
 
     def matches(self, method: str, batch_id: str | None, endpoint: str | None = None) -> bool:
         """Whether this fault applies to a request with ``method`` targeting ``batch_id``."""
@@ -127,6 +132,8 @@ class Fault:
         _check_type(data, "after_bytes", (int, type(None)))
         for name in ("error_type", "message", "batch_id", "method", "endpoint"):
             _check_type(data, name, (str, type(None)))
+        if "after_effect" in data and not isinstance(data["after_effect"], bool):
+            raise ValueError(f"fault field 'after_effect' must be a bool: {data['after_effect']!r}")
         values = dict(data)
         if "delay" in values:
             values["delay"] = float(values["delay"])

@@ -53,6 +53,9 @@ class MessageBatchTrigger(BaseTrigger):
         retries) tolerated before the wait ends with an ``error`` event.
     :param error_tolerance: Seconds a streak of transient failures may last before the same.
     :param log_interval: Seconds between progress lines while nothing changes.
+    :param cancel_on_kill: Cancel the batch when a user kills the deferred task (Airflow 3.3+:
+        mark failed or success, clear); never when the trigger only moves or restarts (see
+        :mod:`airflow_provider_batches.triggers.kill`).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class MessageBatchTrigger(BaseTrigger):
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
         log_interval: float = DEFAULT_LOG_INTERVAL,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if poll_interval <= 0:
@@ -81,6 +85,7 @@ class MessageBatchTrigger(BaseTrigger):
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.error_tolerance = float(error_tolerance)
         self.log_interval = float(log_interval)
+        self.cancel_on_kill = bool(cancel_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -94,6 +99,7 @@ class MessageBatchTrigger(BaseTrigger):
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "error_tolerance": self.error_tolerance,
                 "log_interval": self.log_interval,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -114,6 +120,25 @@ class MessageBatchTrigger(BaseTrigger):
             self.log.exception("Batch %s: the wait failed unexpectedly", self.batch_id)
             event = unexpected_error_event(self.batch_id, error, watcher.loaded_api_key())
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: cancel the batch if ``cancel_on_kill`` and a user killed the task."""
+        if not self.cancel_on_kill:
+            return
+        from airflow_provider_batches.triggers.kill import kill_decision
+
+        cancel, why = await kill_decision(self, self.deadline)
+        if not cancel:
+            self.log.info("Batch %s: not canceling, %s.", self.batch_id, why)
+            return
+        try:
+            batch = await MessageBatchHook(self.conn_id).acancel_batch(self.batch_id)
+        except MessageBatchError as error:
+            self.log.warning("Batch %s: cancel after the kill failed: %s", self.batch_id, error)
+            return
+        self.log.info(
+            "Batch %s: canceled (%s); now %s.", self.batch_id, why, batch.processing_status
+        )
 
     async def _wait(self, watcher: BatchWatcher) -> dict[str, Any]:
         """Poll until there is something to report; returns the one event payload."""

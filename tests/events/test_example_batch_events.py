@@ -30,29 +30,42 @@ def test_the_asset_is_watched_by_the_event_trigger(example: ModuleType) -> None:
     assert watcher.trigger.serialize()[1]["conn_id"] == "anthropic_default"
 
 
-def test_the_task_handles_every_folded_event(example: ModuleType, capsys: Any) -> None:
+def test_the_task_writes_the_results_of_every_folded_event(
+    example: ModuleType,
+    fake: Any,
+    fake_conn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    import hashlib
+    import json
+
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLE))
     assert bag.import_errors == {}
     task = bag.dags["example_batch_events"].get_task("ingest_ended_batches")
+    # The task's own module global is what it reads at run time.
+    monkeypatch.setitem(task.python_callable.__globals__, "RESULTS_PATH", f"file://{tmp_path}")
 
-    def ended(batch_id: str, succeeded: int, errored: int) -> SimpleNamespace:
-        counts = {"processing": 0, "succeeded": succeeded, "errored": errored}
-        payload = {
-            "id": batch_id,
-            "request_counts": {**counts, "canceled": 0, "expired": 0},
-            "results_url": f"https://api.anthropic.com/v1/messages/batches/{batch_id}/results",
-        }
-        return SimpleNamespace(extra={"from_trigger": True, "payload": payload})
+    first = fake.create_batch(num_requests=4, outcomes={"succeeded": 3, "errored": 1})
+    second = fake.create_batch(num_requests=2)
+    for batch in (first, second):
+        fake.end_batch(batch["id"])
 
-    events = {example.ENDED_BATCHES: [ended("msgbatch_a", 3, 1), ended("msgbatch_b", 2, 0)]}
+    def ended(batch_id: str) -> SimpleNamespace:
+        return SimpleNamespace(extra={"from_trigger": True, "payload": fake.get_batch(batch_id)})
+
+    events = {example.ENDED_BATCHES: [ended(first["id"]), ended(second["id"])]}
     summaries = task.python_callable(triggering_asset_events=events)
-    assert [s["batch_id"] for s in summaries] == ["msgbatch_a", "msgbatch_b"]
-    assert summaries[0] == {
-        "batch_id": "msgbatch_a",
-        "total": 4,
-        "succeeded": 3,
-        "results_url": "https://api.anthropic.com/v1/messages/batches/msgbatch_a/results",
-    }
-    assert "Batch msgbatch_b ended: 2/2 succeeded" in capsys.readouterr().out
+
+    assert [s["batch_id"] for s in summaries] == [first["id"], second["id"]]
+    assert [(s["total"], s["succeeded"]) for s in summaries] == [(4, 3), (2, 2)]
+    for summary in summaries:
+        written = (tmp_path / summary["batch_id"] / "results.jsonl").read_bytes()
+        assert hashlib.sha256(written).hexdigest() == summary["sha256"]
+        assert len(written.splitlines()) == summary["total"]
+        manifest = json.loads((tmp_path / summary["batch_id"] / "manifest.json").read_text())
+        assert manifest["batch_id"] == summary["batch_id"]
+    assert f"Batch {second['id']} ended" in capsys.readouterr().out

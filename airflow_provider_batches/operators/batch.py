@@ -1,0 +1,289 @@
+"""MessageBatchOperator: submit a Message Batch once per task instance, wait, and finish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_batches._compat import default_deferrable
+from airflow_provider_batches.events import validate_event
+from airflow_provider_batches.exceptions import MessageBatchError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.outcome import (
+    cancel_quietly,
+    finish_batch,
+    gave_up_error,
+    wait_in_worker,
+)
+from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.request_set import (
+    InvalidRequestSetError,
+    RequestSet,
+    build_request_set,
+    requests_from_prompts,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+#: Extra time Airflow's deferral timeout allows past the trigger's own deadline.
+DEFERRAL_TIMEOUT_MARGIN = 60.0
+
+
+class MessageBatchOperator(BaseOperator):
+    """Submits an Anthropic Message Batch, waits until it ends, and returns it.
+
+    One task instance submits one batch per request set, across retries, worker crashes,
+    triggerer restarts and clears (see docs/operator.md). The return value is the ended batch
+    in the API's shape, the same XCom as :class:`MessageBatchSensor`'s.
+
+    :param requests: The requests (templated): a list of ``{"custom_id", "params"}`` dicts, or
+        a path (``str`` or ``ObjectStoragePath``) to a JSONL file of them, read as a stream.
+    :param prompts: Instead of ``requests`` (templated): a list of prompt strings (custom_ids
+        ``prompt-0``, ``prompt-1``, ...) or a ``{custom_id: prompt}`` mapping; they share
+        ``model``, ``max_tokens`` and ``system``.
+    :param conn_id: Airflow connection with the API key (templated).
+    :param deferrable: Wait in the triggerer instead of a worker slot; defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: Longest time between polls, in seconds.
+    :param timeout: Seconds to wait for the batch to end; ``None`` waits until the batch's
+        ``expires_at`` plus ``expiry_grace``.
+    :param cancel_on_kill: Cancel the batch when a user kills the task while it waits.
+    :param cancel_on_timeout: Cancel the batch when the wait gives up while it still runs.
+    :param resubmit: Submit a new batch on every try, even if one is recorded for these
+        requests.
+    :param max_errored, max_errored_ratio, max_expired, max_expired_ratio, max_canceled,
+        max_canceled_ratio, on_fully_canceled: Outcome policy, as for the sensor.
+    :param expiry_grace, max_consecutive_errors, error_tolerance: As for the trigger.
+    :param results_path: Where to store the results once the batch has ended (templated; a
+        ``str`` or ``ObjectStoragePath``, e.g. ``s3://aws_default@bucket/batches``): written
+        under ``<results_path>/<batch id>/`` with a ``manifest.json`` last, before the outcome
+        policy is applied, and the manifest is pushed to XCom key ``manifest``. The return
+        value stays the ended batch. See docs/results.md.
+    :param results_overwrite: Download again even if a complete manifest is already there.
+    :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
+    """
+
+    template_fields: Sequence[str] = ("requests", "prompts", "conn_id", "results_path")
+    ui_color = "#e4d7f0"
+
+    def __init__(
+        self,
+        *,
+        requests: Any = None,
+        prompts: Sequence[str] | Mapping[str, str] | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        system: str | None = None,
+        conn_id: str = MessageBatchHook.default_conn_name,
+        deferrable: bool | None = None,
+        poll_interval: float = 60.0,
+        timeout: float | None = None,
+        cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
+        resubmit: bool = False,
+        max_errored: int | None = None,
+        max_errored_ratio: float | None = None,
+        max_expired: int | None = None,
+        max_expired_ratio: float | None = None,
+        max_canceled: int | None = None,
+        max_canceled_ratio: float | None = None,
+        on_fully_canceled: FullyCanceledAction = "succeed",
+        expiry_grace: float = 3600.0,
+        max_consecutive_errors: int = 10,
+        error_tolerance: float = 1800.0,
+        results_path: Any = None,
+        results_overwrite: bool = False,
+        results_split_by_type: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (requests is None) == (prompts is None):
+            raise ValueError(f"{self.task_id}: pass either requests or prompts (exactly one).")
+        if prompts is not None and (model is None or max_tokens is None):
+            raise ValueError(f"{self.task_id}: prompts need model and max_tokens.")
+        if poll_interval <= 0:
+            raise ValueError(f"{self.task_id}: poll_interval must be positive.")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"{self.task_id}: timeout must be positive (or None).")
+        self.requests = requests
+        self.prompts = prompts
+        self.model = model
+        self.max_tokens = max_tokens
+        self.system = system
+        self.conn_id = conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
+        self.resubmit = resubmit
+        self.policy = OutcomePolicy(
+            max_errored=max_errored,
+            max_errored_ratio=max_errored_ratio,
+            max_expired=max_expired,
+            max_expired_ratio=max_expired_ratio,
+            max_canceled=max_canceled,
+            max_canceled_ratio=max_canceled_ratio,
+            on_fully_canceled=on_fully_canceled,
+        )
+        self.expiry_grace = expiry_grace
+        self.max_consecutive_errors = max_consecutive_errors
+        self.error_tolerance = error_tolerance
+        self.results_path = results_path
+        self.results_overwrite = results_overwrite
+        self.results_split_by_type = results_split_by_type
+        self._waiting_for: str | None = None
+
+    @property
+    def hook(self) -> MessageBatchHook:
+        return MessageBatchHook(self.conn_id)
+
+    def request_set(self) -> RequestSet:
+        """The checked requests; raises :class:`InvalidRequestSetError` before any request."""
+        if self.prompts is not None:
+            if isinstance(self.prompts, str):
+                raise InvalidRequestSetError(
+                    f"{self.task_id}: prompts rendered to one string; pass a list of prompts."
+                )
+            source: Any = requests_from_prompts(
+                self.prompts,
+                model=str(self.model),
+                max_tokens=int(self.max_tokens or 0),
+                system=self.system,
+            )
+        else:
+            source = self.requests
+        return build_request_set(source)
+
+    def execute(self, context: Context) -> Any:
+        from airflow_provider_batches.submission import Submitter
+        from airflow_provider_batches.task_record import (
+            TaskIdentity,
+            interrupted_wait,
+            mark_waiting,
+            record_store_for,
+        )
+
+        request_set = self.request_set()
+        identity = TaskIdentity.from_context(context)
+        store = record_store_for(context, identity)
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        record = store.get()
+        if record is not None and interrupted_wait(record, try_number):
+            self._stop_interrupted_wait(record)
+        submission = Submitter(self.hook, store, identity).submit(
+            request_set, resubmit=self.resubmit
+        )
+        batch = submission.batch
+        self._waiting_for = batch.id
+        self.log.info("Batch %s (%s): %s", batch.id, submission.how, batch.progress_summary())
+        if batch.is_ended:
+            return self._finish(batch, context)
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        trigger = self._trigger(batch.id, deadline)
+        if not self.deferrable:
+            return self.execute_complete(context, wait_in_worker(trigger), batch_id=batch.id)
+        mark_waiting(store, try_number, deadline)
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            kwargs={"batch_id": batch.id},
+            timeout=None
+            if self.timeout is None
+            else timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def execute_complete(
+        self, context: Context, event: Any = None, batch_id: str | None = None
+    ) -> dict[str, Any]:
+        """Resume after the wait: return the ended batch, or raise for a wait that gave up."""
+        if batch_id is None and isinstance(event, dict):
+            # Airflow releases differ in whether the defer kwargs come back; the event has it.
+            batch_id = event.get("batch_id")
+        if not isinstance(batch_id, str):
+            raise ValueError(f"{self.task_id}: resumed without the batch id it waited for.")
+        if self.deferrable:
+            from airflow_provider_batches.task_record import (
+                TaskIdentity,
+                mark_resumed,
+                record_store_for,
+            )
+
+            mark_resumed(record_store_for(context, TaskIdentity.from_context(context)))
+        event = validate_event(event, batch_id)
+        if event["status"] == "success":
+            return self._finish(MessageBatch.from_xcom(event["batch"]), context)
+        raise gave_up_error(event, batch_id, self._after_giving_up(batch_id, event.get("batch")))
+
+    def on_kill(self) -> None:
+        """A user killed the task while it waited in this worker: cancel its batch."""
+        if self._waiting_for is not None and self.cancel_on_kill:
+            cancel_quietly(self.hook, self._waiting_for, self.log)
+
+    def _stop_interrupted_wait(self, record: dict[str, Any]) -> None:
+        """An earlier try was deferred on the batch when a user cleared the task: finish the
+        kill its trigger may not have (the new try can start before the trigger's on_kill
+        runs). Past the wait's deadline it was a deferral timeout: ``cancel_on_timeout`` rules.
+        """
+        batch_id = str(record["batch_id"])
+        deadline = record.get("deadline")
+        timed_out = isinstance(deadline, int | float) and time.time() >= deadline
+        if self.cancel_on_timeout if timed_out else self.cancel_on_kill:
+            why = "its wait timed out" if timed_out else "a user killed its wait"
+            self.log.info("Batch %s: %s in an earlier try; canceling it.", batch_id, why)
+            batch = self.hook.retrieve_batch(batch_id)
+            if not batch.is_ended and batch.cancel_initiated_at is None:
+                cancel_quietly(self.hook, batch_id, self.log)
+
+    def _after_giving_up(self, batch_id: str, last_seen: dict[str, Any] | None) -> str:
+        """Cancel a batch the wait gave up on, if asked; the note for the error message."""
+        if last_seen is not None and last_seen.get("processing_status") == "ended":
+            return ""
+        if not self.cancel_on_timeout:
+            return f". Batch {batch_id} was left running (cancel_on_timeout=False)."
+        try:
+            self.hook.cancel_batch(batch_id)
+        except MessageBatchError as error:
+            return f". Canceling batch {batch_id} (cancel_on_timeout=True) failed too: {error}"
+        return (
+            f". The wait gave up while batch {batch_id} still ran: canceled it "
+            "(cancel_on_timeout=True)."
+        )
+
+    def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
+        self._waiting_for = None
+        if self.results_path:
+            # Before the policy: the results of a batch that fails it are what one inspects.
+            from airflow_provider_batches.results.writer import write_results
+
+            manifest = write_results(
+                self.hook,
+                batch,
+                self.results_path,
+                overwrite=self.results_overwrite,
+                split_by_type=self.results_split_by_type,
+            )
+            context["ti"].xcom_push(key="manifest", value=manifest)
+        return finish_batch(self.policy, batch, context, self.log)
+
+    def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:
+        from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+        return MessageBatchTrigger(
+            batch_id=batch_id,
+            conn_id=self.conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            expiry_grace=self.expiry_grace,
+            max_consecutive_errors=self.max_consecutive_errors,
+            error_tolerance=self.error_tolerance,
+            cancel_on_kill=self.cancel_on_kill,
+        )

@@ -1,0 +1,239 @@
+"""A batch's request set: read (a list or a JSONL file, streamed), checked, fingerprinted.
+
+Everything the API would reject is caught here, before any request is sent, and each error
+names the first bad request by its index and ``custom_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from airflow_provider_batches._compat import AirflowFailException
+from airflow_provider_batches.exceptions import MessageBatchError
+
+CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_REQUESTS = 100_000
+MAX_BODY_BYTES = 256 * 1024 * 1024
+#: Longest JSONL line read: the Messages API takes request bodies up to 32 MB.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+REQUIRED_PARAMS = ("model", "max_tokens", "messages")
+_BODY_OVERHEAD = len(b'{"requests":[]}')
+
+
+class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
+    """The requests cannot be submitted as they are; retrying the task cannot help.
+
+    ``index`` (0-based) and ``custom_id`` name the first bad request, when one is at fault.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, custom_id: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.custom_id = custom_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (str(self), self.index, self.custom_id))
+
+
+def _rebuild(message: str, index: int | None, custom_id: Any) -> InvalidRequestSetError:
+    return InvalidRequestSetError(message, index=index, custom_id=custom_id)
+
+
+@dataclass(frozen=True)
+class RequestSet:
+    """Checked requests, their fingerprint (sha256 of the canonical JSON) and body size."""
+
+    requests: list[dict[str, Any]]
+    fingerprint: str
+    body_bytes: int
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 as is, no NaN: one text per value, whatever its key order."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def build_request_set(source: Iterable[Any] | str | os.PathLike[str]) -> RequestSet:
+    """Read and check ``source``: a list of requests, or a path to a JSONL file of them."""
+    if isinstance(source, Mapping):
+        raise InvalidRequestSetError(
+            "requests must be a list of {'custom_id': ..., 'params': {...}} dicts or a path to "
+            "a JSONL file of them, got a single dict."
+        )
+    items: Iterable[Any] = _read_path(source) if _is_path(source) else cast("Iterable[Any]", source)
+    digest = hashlib.sha256(b"[")
+    body_bytes = _BODY_OVERHEAD
+    seen: dict[str, int] = {}
+    requests: list[dict[str, Any]] = []
+    for index, request in enumerate(items):
+        custom_id = request.get("custom_id") if isinstance(request, dict) else None
+        if index >= MAX_REQUESTS:
+            raise InvalidRequestSetError(
+                f"Request {index} (custom_id {custom_id!r}) is past the limit of {MAX_REQUESTS:,} "
+                "requests per batch: split the requests over several batches (several tasks).",
+                index=index,
+                custom_id=custom_id,
+            )
+        _check_request(index, request, seen)
+        try:
+            encoded = canonical_json(request).encode()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestSetError(
+                f"Request {index} (custom_id {custom_id!r}) is not JSON: {exc}.",
+                index=index,
+                custom_id=custom_id,
+            ) from None
+        body_bytes += len(encoded) + (1 if index else 0)
+        if body_bytes > MAX_BODY_BYTES:
+            raise InvalidRequestSetError(
+                f"Request {index} (custom_id {custom_id!r}) takes the encoded batch past the "
+                f"API's limit of {MAX_BODY_BYTES // 2**20} MB: split the requests over several "
+                "batches.",
+                index=index,
+                custom_id=custom_id,
+            )
+        if index:
+            digest.update(b",")
+        digest.update(encoded)
+        requests.append(request)
+    if not requests:
+        raise InvalidRequestSetError("There are no requests: a batch needs at least one.")
+    digest.update(b"]")
+    return RequestSet(requests, digest.hexdigest(), body_bytes)
+
+
+def _check_request(index: int, request: Any, seen: dict[str, int]) -> None:
+    def fail(problem: str, custom_id: Any = None) -> InvalidRequestSetError:
+        return InvalidRequestSetError(
+            f"Request {index} (custom_id {custom_id!r}) {problem}",
+            index=index,
+            custom_id=custom_id,
+        )
+
+    if not isinstance(request, dict):
+        raise fail(f"is a {type(request).__name__}, not a {{'custom_id', 'params'}} dict.")
+    custom_id = request.get("custom_id")
+    if not isinstance(custom_id, str) or not CUSTOM_ID_PATTERN.fullmatch(custom_id):
+        raise fail(
+            "has an invalid custom_id: it must be 1 to 64 characters of letters, digits, "
+            "'_' and '-'.",
+            custom_id,
+        )
+    if custom_id in seen:
+        raise fail(
+            f"repeats the custom_id of request {seen[custom_id]}: custom_ids must be unique "
+            "within a batch (results are matched by them).",
+            custom_id,
+        )
+    seen[custom_id] = index
+    params = request.get("params")
+    if not isinstance(params, dict):
+        raise fail("has no 'params' dict (the Messages API request body).", custom_id)
+    missing = [name for name in REQUIRED_PARAMS if name not in params]
+    if missing:
+        raise fail(
+            f"has params without {missing}: every request needs {list(REQUIRED_PARAMS)}.", custom_id
+        )
+    if not isinstance(params["model"], str) or not params["model"]:
+        raise fail("has params.model that is not a model name.", custom_id)
+    max_tokens = params["max_tokens"]
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise fail(
+            f"has params.max_tokens {max_tokens!r}; it must be a positive integer.", custom_id
+        )
+    if not isinstance(params["messages"], list) or not params["messages"]:
+        raise fail("has params.messages that is not a non-empty list of messages.", custom_id)
+    if "stream" in params:
+        raise fail("sets params.stream, which batches do not allow: remove it.", custom_id)
+
+
+def _is_path(source: Any) -> bool:
+    return isinstance(source, str | os.PathLike) or type(source).__name__ == "ObjectStoragePath"
+
+
+def _read_path(source: Any) -> Iterator[Any]:
+    """The JSONL file's requests, one line at a time; no line longer than MAX_LINE_BYTES."""
+    path = _open_target(source)
+    with path.open("rb") as stream:
+        index = 0
+        for line_number in range(1, 2**63):
+            line = stream.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE_BYTES:
+                raise InvalidRequestSetError(
+                    f"{source}: line {line_number} (request {index}) is longer than "
+                    f"{MAX_LINE_BYTES // 2**20} MB, the most one request can take.",
+                    index=index,
+                )
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidRequestSetError(
+                    f"{source}: line {line_number} (request {index}) is not valid JSON "
+                    f"({str(exc)[:200]}).",
+                    index=index,
+                ) from None
+            index += 1
+
+
+def _open_target(source: Any) -> Any:
+    """A local ``pathlib.Path``, or an ``ObjectStoragePath`` for a URL such as ``s3://...``."""
+    from pathlib import Path
+
+    if isinstance(source, str) and "://" in source:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(source)
+    return source if not isinstance(source, str | os.PathLike) else Path(source)
+
+
+def requests_from_prompts(
+    prompts: Sequence[str] | Mapping[str, str],
+    *,
+    model: str,
+    max_tokens: int,
+    system: str | None = None,
+    custom_id_prefix: str = "prompt-",
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """One request per prompt, sharing ``model``, ``max_tokens``, ``system`` and ``params``.
+
+    A list gets custom_ids ``<custom_id_prefix><index>``; a mapping uses its keys as custom_ids.
+    """
+    if isinstance(prompts, str):
+        raise InvalidRequestSetError("prompts must be a list (or a mapping), not one string.")
+    pairs = (
+        list(prompts.items())
+        if isinstance(prompts, Mapping)
+        else [(f"{custom_id_prefix}{index}", prompt) for index, prompt in enumerate(prompts)]
+    )
+    shared: dict[str, Any] = {**params, "model": model, "max_tokens": max_tokens}
+    if system is not None:
+        shared["system"] = system
+    requests = []
+    for index, (custom_id, prompt) in enumerate(pairs):
+        if not isinstance(prompt, str):
+            raise InvalidRequestSetError(
+                f"Prompt {index} (custom_id {custom_id!r}) is a {type(prompt).__name__}, "
+                "not a string.",
+                index=index,
+                custom_id=custom_id,
+            )
+        message = {"role": "user", "content": prompt}
+        requests.append({"custom_id": custom_id, "params": {**shared, "messages": [message]}})
+    return requests

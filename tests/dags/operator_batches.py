@@ -1,0 +1,76 @@
+"""DAGs for tests/operator/: MessageBatchOperator submits, waits and hands the batch on.
+
+Requests come from ``dag_run.conf`` (through an upstream task's XCom, a JSONL path, or
+prompts); the connection is ``anthropic_default``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import DAG, get_current_context, task
+
+from airflow_provider_batches.operators.batch import MessageBatchOperator
+
+OPERATOR_VARIANTS: dict[str, dict[str, Any]] = {
+    "operator_deferrable": {"deferrable": True},
+    "operator_in_worker": {"deferrable": False},
+    "operator_in_worker_keep": {"deferrable": False, "cancel_on_kill": False},
+    "operator_timeout": {"deferrable": True, "timeout": 1.5},
+    "operator_timeout_keep": {"deferrable": False, "timeout": 1.5, "cancel_on_timeout": False},
+    "operator_resubmit": {"deferrable": True, "resubmit": True},
+    "operator_errors": {"deferrable": True, "max_consecutive_errors": 2},
+}
+
+for dag_id, operator_kwargs in OPERATOR_VARIANTS.items():
+    with DAG(dag_id, schedule=None, catchup=False, tags=["test"]) as dag:
+
+        @task
+        def make_requests() -> list[dict[str, Any]]:
+            conf = get_current_context()["dag_run"].conf
+            return list(conf["requests"])
+
+        submit = MessageBatchOperator(
+            task_id="submit",
+            requests=make_requests(),
+            poll_interval=0.2,
+            retries=0,
+            **operator_kwargs,
+        )
+
+        @task
+        def received(batch: dict[str, Any]) -> dict[str, Any]:
+            return {"id": batch["id"], "succeeded": batch["request_counts"]["succeeded"]}
+
+        received(submit.output)
+    globals()[dag_id] = dag
+
+with DAG("operator_from_path", schedule=None, catchup=False, tags=["test"]) as from_path:
+    MessageBatchOperator(
+        task_id="submit",
+        requests="{{ dag_run.conf['path'] }}",
+        deferrable=True,
+        poll_interval=0.2,
+    )
+
+with DAG("operator_prompts", schedule=None, catchup=False, tags=["test"]) as prompts_dag:
+    MessageBatchOperator(
+        task_id="submit",
+        prompts=["Say hi.", "Say bye."],
+        model="claude-test",
+        max_tokens=16,
+        system="Be brief.",
+        deferrable=False,
+        poll_interval=0.2,
+    )
+
+with DAG("operator_results", schedule=None, catchup=False, tags=["test"]) as results_dag:
+    submit_and_store = MessageBatchOperator(
+        task_id="submit",
+        requests="{{ dag_run.conf['path'] }}",
+        results_path="{{ dag_run.conf['results_path'] }}",
+        results_split_by_type=True,
+        deferrable=True,
+        poll_interval=0.2,
+        retries=0,
+    )

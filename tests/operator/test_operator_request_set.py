@@ -1,0 +1,208 @@
+"""Request-set checks, the JSONL reader, prompts and the fingerprint; all before any request."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from operator_dag_runs import requests_for
+
+from airflow_provider_batches import request_set as rs
+from airflow_provider_batches.operators.batch import MessageBatchOperator
+from airflow_provider_batches.request_set import (
+    InvalidRequestSetError,
+    build_request_set,
+    canonical_json,
+    requests_from_prompts,
+)
+from airflow_provider_batches.testing import FakeBatchesServer
+
+
+def _with(index: int, change: Callable[[dict[str, Any]], None], count: int = 4) -> list[Any]:
+    requests = requests_for(count)
+    change(requests[index])
+    return requests
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda request: request["params"].pop(key)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda request: request["params"].__setitem__(key, value)
+
+
+# (case id, requests, index of the first bad request, its custom_id, words in the message)
+RULES: list[tuple[str, list[Any], int | None, Any, str]] = [
+    ("empty", [], None, None, "no requests"),
+    ("duplicate", _with(2, lambda r: r.update(custom_id="req-0")), 2, "req-0", "repeats"),
+    ("id too long", _with(1, lambda r: r.update(custom_id="a" * 65)), 1, "a" * 65, "custom_id"),
+    ("id empty", _with(3, lambda r: r.update(custom_id="")), 3, "", "custom_id"),
+    ("id bad char", _with(0, lambda r: r.update(custom_id="a b")), 0, "a b", "custom_id"),
+    ("id not str", _with(1, lambda r: r.update(custom_id=7)), 1, 7, "custom_id"),
+    ("no model", _with(1, _drop("model")), 1, "req-1", "model"),
+    ("no max_tokens", _with(2, _drop("max_tokens")), 2, "req-2", "max_tokens"),
+    ("no messages", _with(3, _drop("messages")), 3, "req-3", "messages"),
+    ("max_tokens 0", _with(0, _set("max_tokens", 0)), 0, "req-0", "max_tokens"),
+    ("messages empty", _with(1, _set("messages", [])), 1, "req-1", "messages"),
+    ("stream", _with(2, _set("stream", False)), 2, "req-2", "stream"),
+    ("no params", _with(1, lambda r: r.pop("params")), 1, "req-1", "params"),
+    ("not a dict", [*requests_for(2), "x"], 2, None, "not a"),
+    ("nan", _with(1, _set("temperature", float("nan"))), 1, "req-1", "not JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("requests", "index", "custom_id", "words"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
+def test_each_rule_names_the_first_bad_request_before_any_request(
+    fake: FakeBatchesServer,
+    fake_conn: str,
+    requests: list[Any],
+    index: int | None,
+    custom_id: Any,
+    words: str,
+) -> None:
+    operator = MessageBatchOperator(task_id="submit", requests=requests, conn_id=fake_conn)
+    with pytest.raises(InvalidRequestSetError) as info:
+        operator.execute({})  # type: ignore[arg-type]
+    error = info.value
+    assert (error.index, error.custom_id) == (index, custom_id)
+    assert words in str(error)
+    if index is not None:
+        assert f"Request {index} (custom_id {custom_id!r})" in str(error)
+    assert fake.requests == []
+    assert pickle.loads(pickle.dumps(error)).index == index
+
+
+def test_request_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rs, "MAX_REQUESTS", 3)
+    build_request_set(requests_for(3))
+    with pytest.raises(InvalidRequestSetError) as info:
+        build_request_set(requests_for(5))
+    assert (info.value.index, info.value.custom_id) == (3, "req-3")
+    assert "limit of 3 requests" in str(info.value)
+
+
+def test_body_size_limit_counts_the_encoded_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    requests = requests_for(3)
+    exact = len(json.dumps({"requests": requests}, separators=(",", ":")).encode())
+    monkeypatch.setattr(rs, "MAX_BODY_BYTES", exact)
+    assert build_request_set(requests).body_bytes == exact
+    monkeypatch.setattr(rs, "MAX_BODY_BYTES", exact - 1)
+    with pytest.raises(InvalidRequestSetError) as info:
+        build_request_set(requests)
+    assert (info.value.index, info.value.custom_id) == (2, "req-2")
+
+
+@given(st.text(max_size=70))
+def test_custom_id_rule_is_the_apis(custom_id: str) -> None:
+    requests = requests_for(1)
+    requests[0]["custom_id"] = custom_id
+    valid = re.fullmatch(r"[A-Za-z0-9_-]{1,64}", custom_id, flags=re.ASCII) is not None
+    if valid:
+        assert build_request_set(requests).count == 1
+    else:
+        with pytest.raises(InvalidRequestSetError):
+            build_request_set(requests)
+
+
+def test_fingerprint_is_the_sha256_of_the_canonical_json() -> None:
+    import hashlib
+
+    requests = requests_for(3)
+    built = build_request_set(requests)
+    assert built.fingerprint == hashlib.sha256(canonical_json(requests).encode()).hexdigest()
+    reordered = [{"params": r["params"], "custom_id": r["custom_id"]} for r in requests]
+    assert build_request_set(reordered).fingerprint == built.fingerprint
+    changed = requests_for(3)
+    changed[1]["params"]["max_tokens"] = 9
+    assert build_request_set(changed).fingerprint != built.fingerprint
+
+
+def test_jsonl_path_is_read_line_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in requests_for(3)) + "\n\n")
+    assert build_request_set(str(path)).requests == requests_for(3)
+    assert build_request_set(path).fingerprint == build_request_set(requests_for(3)).fingerprint
+
+
+def test_jsonl_lines_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rs, "MAX_LINE_BYTES", 200)
+    path = tmp_path / "r.jsonl"
+    big = requests_for(2)
+    big[1]["params"]["messages"][0]["content"] = "x" * 300
+    path.write_text("\n".join(json.dumps(r) for r in big) + "\n")
+    with pytest.raises(InvalidRequestSetError) as info:
+        build_request_set(path)
+    assert "line 2 (request 1) is longer than" in str(info.value)
+
+
+def test_jsonl_bad_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(requests_for(1)[0]) + "\n{not json\n")
+    with pytest.raises(InvalidRequestSetError) as info:
+        build_request_set(path)
+    assert "line 2 (request 1) is not valid JSON" in str(info.value)
+
+
+def test_reading_stops_at_the_first_bad_request(tmp_path: Path) -> None:
+    def lines() -> Any:
+        yield from requests_for(2)
+        yield {"custom_id": "bad id"}
+        raise AssertionError("read past the first bad request")
+
+    with pytest.raises(InvalidRequestSetError):
+        build_request_set(lines())
+
+
+def test_object_storage_path(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in requests_for(2)) + "\n")
+    assert build_request_set(ObjectStoragePath(f"file://{path}")).count == 2
+    assert build_request_set(f"file://{path}").count == 2
+
+
+def test_requests_from_prompts() -> None:
+    built = requests_from_prompts(
+        ["a", "b"], model="m", max_tokens=5, system="s", custom_id_prefix="p_", temperature=0
+    )
+    assert built == [
+        {
+            "custom_id": f"p_{i}",
+            "params": {
+                "temperature": 0,
+                "model": "m",
+                "max_tokens": 5,
+                "system": "s",
+                "messages": [{"role": "user", "content": text}],
+            },
+        }
+        for i, text in enumerate(["a", "b"])
+    ]
+    assert build_request_set(built).count == 2
+    keyed = requests_from_prompts({"x": "hi"}, model="m", max_tokens=1)
+    assert keyed[0]["custom_id"] == "x"
+    assert "system" not in keyed[0]["params"]
+    with pytest.raises(InvalidRequestSetError):
+        requests_from_prompts("one string", model="m", max_tokens=1)
+
+
+def test_operator_arguments_are_checked_at_parse_time() -> None:
+    with pytest.raises(ValueError, match="either requests or prompts"):
+        MessageBatchOperator(task_id="t")
+    with pytest.raises(ValueError, match="either requests or prompts"):
+        MessageBatchOperator(task_id="t", requests=[], prompts=["a"], model="m", max_tokens=1)
+    with pytest.raises(ValueError, match="model and max_tokens"):
+        MessageBatchOperator(task_id="t", prompts=["a"])
+    with pytest.raises(ValueError, match="max_errored"):
+        MessageBatchOperator(task_id="t", requests=[], max_errored=-1)
