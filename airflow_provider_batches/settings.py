@@ -117,10 +117,12 @@ class ClientSettings:
         return f"{self.base_url}{BATCHES_PATH}"
 
     @classmethod
-    def from_connection(cls, conn: ConnectionLike) -> ClientSettings:
+    def from_connection(cls, conn: ConnectionLike, extras: Any = None) -> ClientSettings:
+        """``extras``: the connection's extras when the caller already read them (the async
+        path reads them without Airflow's blocking masking call); else ``conn.extra_dejson``."""
         conn_id = conn.conn_id
         api_key = api_key_from_password(conn_id, conn.password)
-        extras = _extras(conn)
+        extras = _extras(conn) if extras is None else _checked_extras(conn_id, extras)
         unknown = sorted(set(extras) - _KNOWN_EXTRAS)
         if unknown:
             warnings.warn(
@@ -206,8 +208,12 @@ def _extras(conn: ConnectionLike) -> dict[str, Any]:
         raise ConnectionConfigError(
             f"Connection {conn.conn_id!r} has extras that are not a JSON object: {exc}"
         ) from None
+    return _checked_extras(conn.conn_id, extras)
+
+
+def _checked_extras(conn_id: str, extras: Any) -> dict[str, Any]:
     if not isinstance(extras, Mapping):
-        raise ConnectionConfigError(f"Connection {conn.conn_id!r}: extras must be a JSON object.")
+        raise ConnectionConfigError(f"Connection {conn_id!r}: extras must be a JSON object.")
     return dict(extras)
 
 

@@ -9,6 +9,7 @@ one the running Airflow lacks. :data:`FEATURES` is the single source of truth fo
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -272,6 +273,30 @@ async def amask_secret(secret: Any) -> None:
     from airflow_provider_batches._compat import _legacy
 
     await _legacy.amask_secret(secret)
+
+
+async def aconnection_extras(conn: Any) -> Any:
+    """The connection's extras, masked without blocking the event loop.
+
+    ``Connection.extra_dejson`` masks them with the sync ``mask_secret``, a blocking round trip
+    to the supervisor from the loop; 3.3 has ``aextra_dejson``. Before it, the raw JSON is
+    parsed here and masked through :func:`amask_secret`. Unparseable or non-object extras are
+    returned as they are, for the settings to report.
+    """
+    native = getattr(conn, "aextra_dejson", None)
+    if callable(native):
+        return await native()
+    raw = getattr(conn, "extra", None)
+    if not isinstance(raw, str):
+        return conn.extra_dejson  # a connection view that is already parsed and masked
+    if not raw:
+        return {}
+    try:
+        extras = json.loads(raw)
+    except ValueError:
+        return raw
+    await amask_secret(extras)
+    return extras
 
 
 def mask_secret(secret: str) -> None:

@@ -10,7 +10,13 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import ValidationError
 
-from airflow_provider_batches._compat import BaseHook, aget_connection, amask_secret, mask_secret
+from airflow_provider_batches._compat import (
+    BaseHook,
+    aconnection_extras,
+    aget_connection,
+    amask_secret,
+    mask_secret,
+)
 from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
@@ -82,7 +88,9 @@ class MessageBatchHook(BaseHook):
     async def asettings(self) -> ClientSettings:
         """Settings from the connection, loaded once without blocking the event loop."""
         if self._settings is None:
-            settings = ClientSettings.from_connection(await aget_connection(self.conn_id))
+            conn = await aget_connection(self.conn_id)
+            extras = await aconnection_extras(conn)
+            settings = ClientSettings.from_connection(conn, extras)
             await _amask(settings.api_key)
             self._settings = settings
         return self._settings

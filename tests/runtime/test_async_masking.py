@@ -74,6 +74,19 @@ async def test_asettings_masks_through_the_async_path(
     assert API_KEY not in str(redact(f"key={API_KEY}"))
 
 
+async def test_a_connection_with_extras_is_read_without_a_blocking_send(
+    fake: FakeBatchesServer, set_connection: Callable[..., None], comms: SupervisorComms
+) -> None:
+    """Airflow's ``extra_dejson`` masks the extras with the blocking ``mask_secret``: the async
+    path reads them through the async masking instead (``_compat.aconnection_extras``)."""
+    set_connection("async_mask_extras", fake.base_url, max_retries=1, timeout=7)
+    settings = await MessageBatchHook("async_mask_extras").asettings()
+    assert (settings.max_retries, settings.timeout) == (1, 7.0)
+    assert comms.blocking_sends_on_loop == 0
+    assert API_KEY in comms.async_masks
+    assert any(isinstance(value, dict) for value in comms.async_masks), "extras masked too"
+
+
 def test_the_sync_path_still_masks_on_workers(
     hook: MessageBatchHook, comms: SupervisorComms, caplog: pytest.LogCaptureFixture
 ) -> None:
