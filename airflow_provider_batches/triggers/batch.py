@@ -27,6 +27,7 @@ from airflow_provider_batches.events import (
 from airflow_provider_batches.exceptions import APIError, ConnectionConfigError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.timeouts import wait_within
 
 POLL_JITTER = 0.2
 
@@ -175,13 +176,13 @@ class MessageBatchTrigger(BaseTrigger):
         """One poll, retries included, cut off when the deadline passes.
 
         The hook reports its own timeouts as ``APITimeoutError``, so a ``TimeoutError`` here
-        is the deadline's (``wait_for`` rather than ``asyncio.timeout``: Python 3.10).
+        is the deadline's (``wait_within``: it never loses a cancel, unlike ``wait_for`` < 3.12).
         """
         if self.deadline is None:
             return await hook.aretrieve_batch(self.batch_id)
         remaining = max(0.0, self.deadline - time.time())
         try:
-            return await asyncio.wait_for(hook.aretrieve_batch(self.batch_id), remaining)
+            return await wait_within(hook.aretrieve_batch(self.batch_id), remaining)
         except asyncio.TimeoutError:
             raise _DeadlinePassed from None
 
