@@ -8,6 +8,7 @@ then went on polling after its cancel (seen as a hung ``RunningTrigger.__aexit__
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -132,4 +133,29 @@ async def test_a_request_cancelled_as_its_response_completes_raises_cancelled(
         with pytest.raises(asyncio.CancelledError):
             await caller
     assert transport.cancels == 1
+    assert fake.request_count(method="GET") == 1
+
+
+async def test_a_batch_trigger_poll_with_a_deadline_cancelled_as_it_completes_raises_cancelled(
+    fake: FakeBatchesServer, set_connection: Any
+) -> None:
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
+    from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+    set_connection("cancel_poll", fake.base_url)
+    batch = fake.create_batch(num_requests=1, ends_after=None)
+
+    class CancelsTheCallerAsTheAnswerArrives(MessageBatchHook):
+        async def aretrieve_batch(
+            self, batch_id: str, *, deadline: float | None = None
+        ) -> MessageBatch:
+            answer = await super().aretrieve_batch(batch_id, deadline=deadline)
+            caller.cancel()
+            return answer
+
+    trigger = MessageBatchTrigger(batch["id"], "cancel_poll", deadline=time.time() + 3600)
+    hook = CancelsTheCallerAsTheAnswerArrives("cancel_poll")
+    caller = asyncio.create_task(trigger._poll(hook))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
     assert fake.request_count(method="GET") == 1
