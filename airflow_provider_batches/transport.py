@@ -34,6 +34,7 @@ from airflow_provider_batches.retry import (
     leaves_outcome_open,
 )
 from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.timeouts import wait_within
 from airflow_provider_batches.transport_errors import (
     _MAX_MESSAGE_CHARS,
     LOCAL_ERRORS,
@@ -295,6 +296,6 @@ async def _aexchange(
             await response.aclose()
 
     try:
-        return await asyncio.wait_for(attempt(), timeout)
+        return await wait_within(attempt(), timeout)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("the response was not complete when the timeout passed") from None

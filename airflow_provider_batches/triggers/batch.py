@@ -27,6 +27,7 @@ from airflow_provider_batches.events import (
 from airflow_provider_batches.exceptions import APIError, ConnectionConfigError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.timeouts import wait_within
 from airflow_provider_batches.watcher import BatchWatcher, watcher_for
 
 POLL_JITTER = 0.2
@@ -185,14 +186,14 @@ class MessageBatchTrigger(BaseTrigger):
         the deadline passes.
 
         The hook reports its own timeouts as ``APITimeoutError``, so a ``TimeoutError`` here
-        is the deadline's (``wait_for`` rather than ``asyncio.timeout``: Python 3.10).
+        is the deadline's (``wait_within``: it never loses a cancel, unlike ``wait_for`` < 3.12).
         """
         poll = watcher.poll(self.batch_id, within=within)
         if self.deadline is None:
             return await poll
         remaining = max(0.0, self.deadline - time.time())
         try:
-            return await asyncio.wait_for(poll, remaining)
+            return await wait_within(poll, remaining)
         except asyncio.TimeoutError:
             raise _DeadlinePassed from None
 

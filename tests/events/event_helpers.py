@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_batches.triggers.events import MessageBatchEventTrigger
+
+#: Seconds a cancelled trigger gets to stop before the test fails (instead of hanging).
+STOP_GUARD = 30.0
 
 
 class RunningTrigger:
@@ -18,20 +20,37 @@ class RunningTrigger:
         self.trigger = trigger
         self.payloads: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._agen = trigger.run()
 
     async def __aenter__(self) -> RunningTrigger:
         self._task = asyncio.create_task(self._consume())
         return self
 
     async def _consume(self) -> None:
-        async for event in self.trigger.run():
+        async for event in self._agen:
             self.payloads.append(event.payload)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        # A hang guard, not a timing assertion: a trigger that swallows its cancel fails here.
+        done, _ = await asyncio.wait({self._task}, timeout=STOP_GUARD)
+        if not done:
+            where = self._agen_position()
+            self._task.cancel()
+            raise AssertionError(
+                f"the trigger did not stop within {STOP_GUARD}s of being cancelled: its run() "
+                f"is at {where} (a lost cancel: it went on polling). Events: {self.payloads}"
+            )
+        if not self._task.cancelled():
+            self._task.result()  # the trigger's own error, if it failed
+            raise AssertionError("the trigger ended without raising CancelledError when cancelled")
+
+    def _agen_position(self) -> str:
+        frame = getattr(self._agen, "ag_frame", None)
+        if frame is None:
+            return "no frame"
+        return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
     def ids(self) -> list[str]:
         return [payload["id"] for payload in self.payloads]
