@@ -20,7 +20,9 @@ MATRIX_VENVS := .venvs
 # The DAG-level, trigger and end-to-end suites (everything runs on the newest in `make test`).
 MATRIX_TESTS := tests/test_compat.py tests/test_provider_info.py tests/test_trigger.py \
 	tests/test_hook_async.py tests/test_sensor_dag.py tests/test_example_dags.py \
-	tests/e2e/test_scheduler_triggerer.py
+	tests/operator tests/watcher tests/events/test_event_window.py \
+	tests/events/test_event_trigger.py tests/results/test_results_reader.py \
+	tests/results/test_result_models.py tests/e2e/test_scheduler_triggerer.py
 
 $(MATRIX_VENVS)/airflow-%/.installed: constraints/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_VENVS)/airflow-$*

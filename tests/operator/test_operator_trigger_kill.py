@@ -14,9 +14,15 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_batches._compat import supports
 from airflow_provider_batches.clients import aclose_shared_clients
 from airflow_provider_batches.testing import FakeBatchesServer
 from airflow_provider_batches.triggers.batch import MessageBatchTrigger
+
+pytestmark = pytest.mark.skipif(
+    not supports("trigger_on_kill"),
+    reason="Airflow calls a trigger's on_kill from 3.3 on (docs/compatibility.md)",
+)
 
 
 class StubComms:
