@@ -41,7 +41,9 @@ def test_the_task_writes_the_results_of_every_folded_event(
     import hashlib
     import json
 
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     bag = DagBag(dag_folder=str(EXAMPLE))
     assert bag.import_errors == {}

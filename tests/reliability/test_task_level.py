@@ -131,7 +131,9 @@ def module_fake() -> Iterator[FakeBatchesServer]:
 
 
 def _load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     bag = DagBag(dag_folder=str(DAG_FILE))
     assert not bag.import_errors, bag.import_errors

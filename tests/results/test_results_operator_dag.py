@@ -17,7 +17,9 @@ pytestmark = pytest.mark.airflow_db
 
 
 def _run(conf: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -85,7 +87,9 @@ def test_example_dag_runs_sensor_results_and_report(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select

@@ -36,7 +36,9 @@ def _batch(counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _example_summarize() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
 
     bag = DagBag(dag_folder=str(EXAMPLES / "example_batch_deferrable.py"))
     return bag.dags["example_batch_deferrable"].get_task("summarize").python_callable

@@ -84,7 +84,9 @@ def dag_env(
 
 
 def _run(file: str, dag_id: str, batch_id: str) -> dict[str, str]:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_batches._compat import dag_bag_class
+
+    DagBag = dag_bag_class()
     from airflow.utils.session import create_session
 
     bag = DagBag(dag_folder=str(DAGS_DIR / file))
