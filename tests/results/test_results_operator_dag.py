@@ -133,7 +133,12 @@ def test_provider_info_lists_the_operator_and_the_results_hosts_extra() -> None:
 
     info = provider_info()
     (operators,) = info["operators"]
-    for module in operators["python-modules"]:
-        assert importlib.import_module(module).MessageBatchResultsOperator
+    assert operators["python-modules"] == [
+        "airflow_provider_batches.operators.batch",
+        "airflow_provider_batches.operators.results",
+    ]
+    assert importlib.import_module("airflow_provider_batches.operators.batch").MessageBatchOperator
+    results_module = importlib.import_module("airflow_provider_batches.operators.results")
+    assert results_module.MessageBatchResultsOperator
     (conn,) = info["connection-types"]
     assert conn["conn-fields"]["results_hosts"]["schema"]["type"] == ["array", "null"]
