@@ -1,4 +1,4 @@
-"""Default wait settings, shared by the sensor and the trigger.
+"""Default wait settings, shared by the sensor, the operator and the triggers.
 
 A module of its own so the sensor (imported at every DAG parse) gets them without loading the
 trigger or ``airflow.triggers.base``.
@@ -16,3 +16,6 @@ DEFAULT_MAX_CONSECUTIVE_ERRORS = 10
 DEFAULT_ERROR_TOLERANCE = 1800.0
 #: Seconds between progress lines while nothing changes.
 DEFAULT_LOG_INTERVAL = 600.0
+#: Extra time Airflow's own deferral timeout allows past the trigger's deadline, so the
+#: trigger's ``timeout`` event (which carries the last batch seen) normally arrives first.
+DEFERRAL_TIMEOUT_MARGIN = 60.0

@@ -10,6 +10,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches._compat import default_deferrable
+from airflow_provider_batches.defaults import (
+    DEFAULT_ERROR_TOLERANCE,
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+    DEFERRAL_TIMEOUT_MARGIN,
+)
 from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -32,9 +39,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger
-
-#: Extra time Airflow's deferral timeout allows past the trigger's own deadline.
-DEFERRAL_TIMEOUT_MARGIN = 60.0
 
 
 class MessageBatchOperator(BaseOperator):
@@ -84,7 +88,7 @@ class MessageBatchOperator(BaseOperator):
         system: str | None = None,
         conn_id: str = MessageBatchHook.default_conn_name,
         deferrable: bool | None = None,
-        poll_interval: float = 60.0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
@@ -96,9 +100,9 @@ class MessageBatchOperator(BaseOperator):
         max_canceled: int | None = None,
         max_canceled_ratio: float | None = None,
         on_fully_canceled: FullyCanceledAction = "succeed",
-        expiry_grace: float = 3600.0,
-        max_consecutive_errors: int = 10,
-        error_tolerance: float = 1800.0,
+        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,

@@ -19,6 +19,7 @@ from airflow_provider_batches.defaults import (
     DEFAULT_EXPIRY_GRACE,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_POLL_INTERVAL,
+    DEFERRAL_TIMEOUT_MARGIN,
 )
 from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import (
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
-#: Extra time Airflow's own deferral timeout allows past the trigger's deadline, so the
-#: trigger's ``timeout`` event (which carries the last batch seen) normally arrives first.
-DEFERRAL_TIMEOUT_MARGIN = 60.0
 _TRIGGER_PATH = "airflow_provider_batches.triggers.batch.MessageBatchTrigger"
 _POLICY_OPTIONS = (
     "max_errored",

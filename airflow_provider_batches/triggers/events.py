@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_provider_batches.defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
@@ -37,9 +38,7 @@ from airflow_provider_batches.triggers._event_window import (
     next_watermark,
 )
 
-DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_LOOKBACK = 3600.0
-DEFAULT_EXPIRY_GRACE = 3600.0
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_PAGES = 100
 #: Batches expire 24 h after creation; older ones cannot end any more.
