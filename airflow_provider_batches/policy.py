@@ -9,6 +9,16 @@ from airflow_provider_batches.models import MessageBatch
 
 FullyCanceledAction = Literal["succeed", "fail", "skip"]
 _OUTCOMES = ("errored", "expired", "canceled")
+#: The keyword arguments of :class:`OutcomePolicy`, which the sensor and the operator take too.
+POLICY_OPTIONS = (
+    "max_errored",
+    "max_errored_ratio",
+    "max_expired",
+    "max_expired_ratio",
+    "max_canceled",
+    "max_canceled_ratio",
+    "on_fully_canceled",
+)
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,16 @@ VALIDATE_CHUNK = 250
 HANDOUT_CHUNK = 200
 
 
-class _Waiter:
-    __slots__ = ("due", "future")
+class _Waiter(asyncio.Future[MessageBatch]):
+    """One poll's answer, and the time by which a cycle must start for it.
 
-    def __init__(self, future: asyncio.Future[MessageBatch], due: float) -> None:
-        self.future = future
+    The future itself carries the time: one object per wait instead of two.
+    """
+
+    __slots__ = ("due",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        super().__init__(loop=loop)
         self.due = due
 
 
@@ -81,13 +86,13 @@ class BatchWatcher:
         """The batch from a cycle starting at most ``within`` seconds from now (or sooner)."""
         validate_batch_id(batch_id)
         waiter = _Waiter(
-            asyncio.get_running_loop().create_future(),
+            asyncio.get_running_loop(),
             time.monotonic() + (within if within > 0 else GATHER_SECONDS),
         )
         self._waiting.setdefault(batch_id, []).append(waiter)
         self._wake_for(waiter.due)
         try:
-            return await waiter.future
+            return await waiter
         except asyncio.CancelledError:
             self._forget(batch_id, waiter)
             raise
@@ -276,8 +281,8 @@ class BatchWatcher:
         resumed = 0
         for batch_id, batch in batches.items():
             for waiter in self._waiting.pop(batch_id, ()):
-                if not waiter.future.done():
-                    waiter.future.set_result(batch)
+                if not waiter.done():
+                    waiter.set_result(batch)
                     resumed += 1
             if resumed >= HANDOUT_CHUNK:  # let those waits run before waking more
                 resumed = 0
@@ -287,8 +292,8 @@ class BatchWatcher:
         resumed = 0
         for batch_id in batch_ids:
             for waiter in self._waiting.pop(batch_id, ()):
-                if not waiter.future.done():
-                    waiter.future.set_exception(error)
+                if not waiter.done():
+                    waiter.set_exception(error)
                     resumed += 1
             if resumed >= HANDOUT_CHUNK:
                 resumed = 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -39,7 +40,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -374,6 +375,8 @@ class Observations:
         self.objects_before = 0
         self.objects_waiting = 0
         self.objects_waits = 0
+        self.types_before: Counter[str] = Counter()
+        self.types_waiting: Counter[str] = Counter()
 
 
 async def _sample_stalls(obs: Observations, stop: asyncio.Event) -> None:
@@ -400,7 +403,7 @@ async def _sample_stalls(obs: Observations, stop: asyncio.Event) -> None:
         runqueue.close()
 
 
-async def _consume(trigger: Any, batch_id: str, obs: Observations) -> None:
+async def _consume(trigger: Any, batch_id: str, obs: Observations, finished: _Countdown) -> None:
     events = trigger.run()
     try:
         async for event in events:
@@ -412,6 +415,27 @@ async def _consume(trigger: Any, batch_id: str, obs: Observations) -> None:
         obs.failures[batch_id] = f"{type(exc).__name__}: {exc}"[:300]
     finally:
         await events.aclose()
+        finished.count_down()
+
+
+class _Countdown:
+    """Set once every wait has finished.
+
+    The triggerer keeps its trigger tasks in a dict and checks ``done()`` on them; it adds no
+    callback to each. ``asyncio.wait`` over the tasks would add one (and a context copy) per
+    wait, which is the harness's cost, not the trigger's, so the waits count down instead.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.all_done = asyncio.Event()
+        if count == 0:
+            self.all_done.set()
+
+    def count_down(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.all_done.set()
 
 
 async def _count_objects(obs: Observations, tasks: list[asyncio.Task[None]], after: float) -> None:
@@ -424,29 +448,55 @@ async def _count_objects(obs: Observations, tasks: list[asyncio.Task[None]], aft
     started = time.perf_counter()
     waiting = sum(1 for task in tasks if not task.done())
     gc.collect()  # live objects only
-    obs.objects_waiting = len(gc.get_objects())
+    live = gc.get_objects()
+    obs.objects_waiting = len(live)
+    obs.types_waiting = _type_counts(live)
+    del live
     obs.objects_waits = waiting
     obs.gc.pauses.append((started, time.perf_counter()))
+
+
+def _type_counts(objects: list[Any]) -> Counter[str]:
+    return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+
+
+def objects_by_type(obs: Observations, top: int = 30) -> dict[str, float]:
+    """The types that grew most per wait between before the triggers and the count."""
+    if not obs.objects_waits:
+        return {}
+    grown = obs.types_waiting.copy()
+    grown.subtract(obs.types_before)
+    return {
+        name: round(count / obs.objects_waits, 2)
+        for name, count in grown.most_common(top)
+        if count > 0
+    }
 
 
 async def run_triggers(
     make: Any, batch_ids: list[str], max_seconds: float, obs: Observations, objects_after: float
 ) -> None:
     gc.collect()
-    obs.objects_before = len(gc.get_objects())
+    live = gc.get_objects()
+    obs.objects_before = len(live)
+    obs.types_before = _type_counts(live)
+    del live
     stop = asyncio.Event()
     obs.started_mono = time.perf_counter()
     obs.started_wall = time.time()
     sampler = asyncio.create_task(_sample_stalls(obs, stop))
+    finished = _Countdown(len(batch_ids))
     tasks: list[asyncio.Task[None]] = []
     for batch_id in batch_ids:
-        tasks.append(asyncio.create_task(_consume(make(batch_id), batch_id, obs)))
+        tasks.append(asyncio.create_task(_consume(make(batch_id), batch_id, obs, finished)))
         await asyncio.sleep(0)
     obs.created_mono = time.perf_counter()
     counter = asyncio.create_task(_count_objects(obs, tasks, objects_after))
     remaining = max_seconds - (time.perf_counter() - obs.started_mono)
-    _done, pending = await asyncio.wait(tasks, timeout=max(remaining, 0.0))
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(finished.all_done.wait(), timeout=max(remaining, 0.0))
     counter.cancel()
+    pending = [task for task in tasks if not task.done()]
     obs.finished_mono = time.perf_counter()
     obs.timed_out = len(pending)
     for task in pending:
@@ -580,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             1,
         ),
         "waits_when_objects_counted": obs.objects_waits,
+        "gc_objects_per_wait_by_type": objects_by_type(obs),
         # Each admin call opens one connection; the stats call that reads the counter is one.
         "tcp_connections_opened": stats_after["connections_opened"]
         - stats_before["connections_opened"]

@@ -173,6 +173,26 @@ def table(columns: list[tuple[str, Any]]) -> list[str]:
     return lines
 
 
+def objects_table(limited: dict[str, Any]) -> list[str]:
+    """GC-tracked objects per wait by type, at the largest N (whole objects only)."""
+    if not limited:
+        return []
+    n, result = max(limited.items(), key=_by_n)
+    by_type = (result or {}).get("gc_objects_per_wait_by_type") or {}
+    rows = [(name, share) for name, share in by_type.items() if share >= 0.5]
+    if not rows:
+        return []
+    lines = [
+        f"GC-tracked objects per wait at N = {int(n):,}, by type (types with at least one "
+        "object for every two waits):",
+        "",
+        "| type | per wait |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `{name}` | {share} |" for name, share in sorted(rows, key=lambda r: -r[1])]
+    return [*lines, ""]
+
+
 def _by_n(item: tuple[Any, Any]) -> int:
     return int(item[0])
 
@@ -211,6 +231,7 @@ def summary(results: dict[str, Any], notes: list[str]) -> str:
             ]
         ),
         "",
+        *objects_table(limited),
         *[f"- {note}" for note in notes],
         "",
         "The tables below this summary come from `benchmarks/run_all.py --full` (before the "

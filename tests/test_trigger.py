@@ -133,6 +133,27 @@ async def test_deadline_gives_timeout_with_last_batch(fake: FakeBatchesServer, c
     assert events[0]["batch"]["processing_status"] == "in_progress"
 
 
+async def test_the_last_batch_in_a_timeout_keeps_fields_this_provider_does_not_know(
+    fake: FakeBatchesServer, conn: str
+) -> None:
+    """A wait keeps the last batch as JSON between polls; what it reports is still the batch
+    as the API sent it, new fields and all."""
+    batch = fake.create_batch(num_requests=2, ends_after=None)
+    answered = {
+        **fake.get_batch(batch["id"]),
+        "priority_tier": "flex",
+        "usage_hint": {"input_tokens": 12, "tags": ["a", "b"]},
+    }
+    fake.inject_fault(Fault(kind="body", body=answered, batch_id=batch["id"], times=-1))
+
+    events = await _events(
+        MessageBatchTrigger(batch["id"], conn, deadline=time.time() + 0.4, **FAST)
+    )
+
+    assert [(e["status"], e["reason"]) for e in events] == [("timeout", "deadline")]
+    assert events[0]["batch"] == answered
+
+
 async def test_expired_batch_ends_with_expired_counts(fake: FakeBatchesServer, conn: str) -> None:
     batch = fake.create_batch(num_requests=4, ends_after=None, expires_after=0.3)
 

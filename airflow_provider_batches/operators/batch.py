@@ -34,6 +34,11 @@ from airflow_provider_batches.request_set import (
     build_request_set,
     requests_from_prompts,
 )
+from airflow_provider_batches.wait_options import (
+    as_seconds,
+    check_mapped_options,
+    check_wait_options,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -88,8 +93,8 @@ class MessageBatchOperator(BaseOperator):
         system: str | None = None,
         conn_id: str = MessageBatchHook.default_conn_name,
         deferrable: bool | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta | None = None,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
         resubmit: bool = False,
@@ -100,9 +105,9 @@ class MessageBatchOperator(BaseOperator):
         max_canceled: int | None = None,
         max_canceled_ratio: float | None = None,
         on_fully_canceled: FullyCanceledAction = "succeed",
-        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        expiry_grace: float | timedelta = DEFAULT_EXPIRY_GRACE,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
-        error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
+        error_tolerance: float | timedelta = DEFAULT_ERROR_TOLERANCE,
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,
@@ -113,10 +118,18 @@ class MessageBatchOperator(BaseOperator):
             raise ValueError(f"{self.task_id}: pass either requests or prompts (exactly one).")
         if prompts is not None and (model is None or max_tokens is None):
             raise ValueError(f"{self.task_id}: prompts need model and max_tokens.")
-        if poll_interval <= 0:
-            raise ValueError(f"{self.task_id}: poll_interval must be positive.")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"{self.task_id}: timeout must be positive (or None).")
+        # Checked here, at DAG parse: a bad value found at deferral would fail the task after
+        # its batch was created, leaving the batch running with nobody waiting.
+        check_wait_options(
+            {
+                "poll_interval": poll_interval,
+                "timeout": timeout,
+                "expiry_grace": expiry_grace,
+                "max_consecutive_errors": max_consecutive_errors,
+                "error_tolerance": error_tolerance,
+            },
+            task=self.task_id,
+        )
         self.requests = requests
         self.prompts = prompts
         self.model = model
@@ -124,8 +137,8 @@ class MessageBatchOperator(BaseOperator):
         self.system = system
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.poll_interval = as_seconds(poll_interval)
+        self.timeout = None if timeout is None else as_seconds(timeout)
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.resubmit = resubmit
@@ -138,13 +151,19 @@ class MessageBatchOperator(BaseOperator):
             max_canceled_ratio=max_canceled_ratio,
             on_fully_canceled=on_fully_canceled,
         )
-        self.expiry_grace = expiry_grace
+        self.expiry_grace = as_seconds(expiry_grace)
         self.max_consecutive_errors = max_consecutive_errors
-        self.error_tolerance = error_tolerance
+        self.error_tolerance = as_seconds(error_tolerance)
         self.results_path = results_path
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
         self._waiting_for: str | None = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Check the options given to ``.partial()`` at DAG parse, like the constructor does."""
+        check_mapped_options(kwargs, task=f"{kwargs.get('task_id')} (mapped)")
+        return super().partial(**kwargs)
 
     @property
     def hook(self) -> MessageBatchHook:

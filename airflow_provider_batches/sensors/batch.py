@@ -33,7 +33,11 @@ from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
-from airflow_provider_batches.sensors._options import check_wait_options
+from airflow_provider_batches.wait_options import (
+    as_seconds,
+    check_mapped_options,
+    check_wait_options,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,15 +45,6 @@ if TYPE_CHECKING:
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
 _TRIGGER_PATH = "airflow_provider_batches.triggers.batch.MessageBatchTrigger"
-_POLICY_OPTIONS = (
-    "max_errored",
-    "max_errored_ratio",
-    "max_expired",
-    "max_expired_ratio",
-    "max_canceled",
-    "max_canceled_ratio",
-    "on_fully_canceled",
-)
 
 
 class MessageBatchSensor(BaseSensorOperator):
@@ -98,9 +93,9 @@ class MessageBatchSensor(BaseSensorOperator):
         max_canceled: int | None = None,
         max_canceled_ratio: float | None = None,
         on_fully_canceled: FullyCanceledAction = "succeed",
-        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        expiry_grace: float | timedelta = DEFAULT_EXPIRY_GRACE,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
-        error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
+        error_tolerance: float | timedelta = DEFAULT_ERROR_TOLERANCE,
         start_from_trigger: bool = False,
         cancel_on_kill: bool = False,
         **kwargs: Any,
@@ -130,9 +125,9 @@ class MessageBatchSensor(BaseSensorOperator):
             max_canceled_ratio=max_canceled_ratio,
             on_fully_canceled=on_fully_canceled,
         )
-        self.expiry_grace = expiry_grace
+        self.expiry_grace = as_seconds(expiry_grace)
         self.max_consecutive_errors = max_consecutive_errors
-        self.error_tolerance = error_tolerance
+        self.error_tolerance = as_seconds(error_tolerance)
         self._hook: MessageBatchHook | None = None
         self.cancel_on_kill = cancel_on_kill
         if start_from_trigger:
@@ -140,14 +135,9 @@ class MessageBatchSensor(BaseSensorOperator):
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
-        """Check the options given to ``.partial()`` at DAG parse, like the constructor does.
-
-        Airflow builds a mapped task's operator only when each mapped task instance runs, so
-        values given to ``.expand()`` are checked then, before any API call.
-        """
+        """Check the options given to ``.partial()`` at DAG parse, like the constructor does."""
         task = f"{kwargs.get('task_id')} (mapped)"
-        check_wait_options(kwargs, task=task)
-        OutcomePolicy(**{name: kwargs[name] for name in _POLICY_OPTIONS if name in kwargs})
+        check_mapped_options(kwargs, task=task)
         if kwargs.get("start_from_trigger"):
             raise ValueError(
                 f"{task}: start_from_trigger=True does not work with mapped tasks (Airflow "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -141,23 +141,34 @@ class MessageBatchTrigger(BaseTrigger):
             "Batch %s: canceled (%s); now %s.", self.batch_id, why, batch.processing_status
         )
 
+    @property
+    def log(self) -> Any:
+        """One logger for every instance of the class.
+
+        The triggerer tells triggers' lines apart by the ids it binds in the log context, so
+        Airflow's default, a logger built per instance, only costs each wait eight objects.
+        """
+        return type(self).logger()
+
     async def _wait(self, watcher: BatchWatcher) -> dict[str, Any]:
         """Poll until there is something to report; returns the one event payload."""
         wait = 0.0
-        progress = _ProgressLog(self, self.log_interval)
-        last_batch: MessageBatch | None = None
+        progress = _ProgressLog(self.log_interval)
+        # The last batch seen, as JSON: one bytes object (which the GC does not track) instead
+        # of a model, for each of thousands of waits.
+        last_seen: bytes | None = None
         streak = _FailureStreak(self.max_consecutive_errors, self.error_tolerance)
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
-                return timeout_event(self.batch_id, last_batch, reason="deadline")
+                return timeout_event(self.batch_id, _parsed(last_seen), reason="deadline")
             server_wait = 0.0
             try:
                 batch = await self._poll(watcher, wait)
-            except _DeadlinePassed:
-                return timeout_event(self.batch_id, last_batch, reason="deadline")
+            except asyncio.TimeoutError:
+                return timeout_event(self.batch_id, _parsed(last_seen), reason="deadline")
             except APIError as error:
                 if not error.retryable or streak.record_failure():
-                    return error_event(self.batch_id, error, last_batch, streak.describe())
+                    return error_event(self.batch_id, error, _parsed(last_seen), streak.describe())
                 self.log.warning(
                     "Batch %s: poll failed (%s in a row), will poll again: %s",
                     self.batch_id,
@@ -166,36 +177,34 @@ class MessageBatchTrigger(BaseTrigger):
                 )
                 server_wait = error.retry_after or 0.0
             except MessageBatchError as error:
-                return error_event(self.batch_id, error, last_batch, None)
+                return error_event(self.batch_id, error, _parsed(last_seen), None)
             else:
                 streak.reset()
-                last_batch = batch
-                progress.observe(batch)
+                progress.observe(self.log, batch)
                 if batch.is_ended:
                     return success_event(batch)
                 if time.time() > batch.expires_at.timestamp() + self.expiry_grace:
                     return timeout_event(self.batch_id, batch, reason="expired")
+                last_seen = batch.model_dump_json().encode()
+                del batch
             wait = self._next_wait(server_wait)
             if self.deadline is not None and time.time() + wait >= self.deadline:
                 # The next poll would fall at the deadline: wait it out, poll no more.
                 await asyncio.sleep(wait)
-                return timeout_event(self.batch_id, last_batch, reason="deadline")
+                return timeout_event(self.batch_id, _parsed(last_seen), reason="deadline")
 
-    async def _poll(self, watcher: BatchWatcher, within: float) -> MessageBatch:
-        """One poll from the watcher within ``within`` seconds, retries included, cut off when
-        the deadline passes.
+    def _poll(self, watcher: BatchWatcher, within: float) -> Awaitable[MessageBatch]:
+        """One poll from the watcher within ``within`` seconds, retries included, cut off with
+        ``asyncio.TimeoutError`` when the deadline passes.
 
         The hook reports its own timeouts as ``APITimeoutError``, so a ``TimeoutError`` here
         is the deadline's (``wait_within``: it never loses a cancel, unlike ``wait_for`` < 3.12).
+        A plain function, not a coroutine: one object less for each wait.
         """
         poll = watcher.poll(self.batch_id, within=within)
         if self.deadline is None:
-            return await poll
-        remaining = max(0.0, self.deadline - time.time())
-        try:
-            return await wait_within(poll, remaining)
-        except asyncio.TimeoutError:
-            raise _DeadlinePassed from None
+            return poll
+        return wait_within(poll, max(0.0, self.deadline - time.time()))
 
     def _next_wait(self, server_wait: float) -> float:
         wait = max(self.poll_interval * (1 - POLL_JITTER * random.random()), server_wait)
@@ -204,12 +213,14 @@ class MessageBatchTrigger(BaseTrigger):
         return wait
 
 
-class _DeadlinePassed(Exception):
-    """The wait's deadline passed during a poll."""
+def _parsed(last_seen: bytes | None) -> MessageBatch | None:
+    return None if last_seen is None else MessageBatch.model_validate_json(last_seen)
 
 
 class _FailureStreak:
     """Consecutive transient failures, bounded by count and by duration."""
+
+    __slots__ = ("count", "max_count", "max_seconds", "started")
 
     def __init__(self, max_count: int, max_seconds: float) -> None:
         self.max_count = max_count
@@ -238,23 +249,24 @@ class _FailureStreak:
 class _ProgressLog:
     """One line on the first poll and on every change, else one per ``interval`` seconds."""
 
-    def __init__(self, trigger: BaseTrigger, interval: float) -> None:
-        self.trigger = trigger
+    __slots__ = ("interval", "last_line", "last_logged", "warned_unknown")
+
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.last_key: tuple[Any, ...] | None = None
+        self.last_line: str | None = None
         self.last_logged = 0.0
         self.warned_unknown = False
 
-    def observe(self, batch: MessageBatch) -> None:
-        key = (batch.processing_status, batch.request_counts)
+    def observe(self, log: Any, batch: MessageBatch) -> None:
+        line = batch.progress_summary()  # a str: nothing the GC tracks stays behind
         now = time.monotonic()
-        if key != self.last_key or now - self.last_logged >= self.interval:
-            self.trigger.log.info("Batch %s", batch.progress_summary())
-            self.last_key = key
+        if line != self.last_line or now - self.last_logged >= self.interval:
+            log.info("Batch %s", line)
+            self.last_line = line
             self.last_logged = now
         if not batch.is_known_status and not self.warned_unknown:
             self.warned_unknown = True
-            self.trigger.log.warning(
+            log.warning(
                 "Batch %s reports processing_status %r, which this provider does not know; "
                 "waiting until it reports 'ended'.",
                 batch.id,

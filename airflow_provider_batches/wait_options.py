@@ -1,4 +1,5 @@
-"""Checks of the sensor's wait options, run at DAG parse (constructor and ``.partial()``)."""
+"""Checks of the wait options the sensor and the operator share, run at DAG parse (constructor
+and ``.partial()``), so a bad value fails there and not after a batch was created."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 #: option -> (what it must be, whether infinity is allowed)
 _SECONDS_OPTIONS: dict[str, tuple[str, bool]] = {
     "poke_interval": ("a finite number of seconds greater than 0", False),
+    "poll_interval": ("a finite number of seconds greater than 0", False),
     "timeout": ("a finite number of seconds greater than 0", False),
     "expiry_grace": ("a finite number of seconds, 0 or more", False),
     "error_tolerance": ("a number of seconds, 0 or more (inf: no time limit)", True),
 }
-_POSITIVE = frozenset({"poke_interval", "timeout"})
+_POSITIVE = frozenset({"poke_interval", "poll_interval", "timeout"})
 
 
 def check_wait_options(options: Mapping[str, Any], task: str) -> None:
@@ -42,6 +44,23 @@ def check_wait_options(options: Mapping[str, Any], task: str) -> None:
                 f"{task}: max_consecutive_errors must be a whole number, 1 or more (1 fails "
                 f"the wait at the first transient failure), got {value!r}."
             )
+
+
+def check_mapped_options(options: Mapping[str, Any], task: str) -> None:
+    """Check what ``.partial()`` is given: the wait options, and the outcome policy's.
+
+    Airflow builds a mapped task's operator only when each mapped task instance runs, so
+    values given to ``.expand()`` are checked then, before any API call.
+    """
+    from airflow_provider_batches.policy import POLICY_OPTIONS, OutcomePolicy
+
+    check_wait_options(options, task)
+    OutcomePolicy(**{name: options[name] for name in POLICY_OPTIONS if name in options})
+
+
+def as_seconds(value: float | timedelta) -> float:
+    """Seconds as a float, from a number or a ``timedelta`` (checked first)."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _seconds(value: Any) -> float | None:
