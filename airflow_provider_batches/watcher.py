@@ -23,9 +23,10 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.settings import ClientSettings, validate_batch_id
+from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.watch_pages import PAGE_LIMIT, alist_page, pages_worth, valid_batches
 
 if TYPE_CHECKING:

@@ -94,7 +94,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "batch-id validation dropped",
-        "settings.py",
+        "batch_ids.py",
         "    problem = _batch_id_problem(batch_id)\n",
         "    problem = None\n",
         ("tests/test_hook.py::test_bad_batch_ids_never_reach_the_server",),

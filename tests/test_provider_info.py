@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import airflow_provider_batches
-import airflow_provider_batches.settings as settings_module
+import airflow_provider_batches.connection_extras as connection_extras
 from airflow_provider_batches import get_provider_info
 from airflow_provider_batches._compat import hook_ui_field_behaviour
 from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -103,10 +103,10 @@ def test_the_form_matches_what_the_hook_reads(info: dict[str, Any]) -> None:
 
 
 def test_conn_fields_are_exactly_the_extras_the_hook_reads(info: dict[str, Any]) -> None:
-    """Derived from settings.py: a new extra without a form field (or the reverse) fails."""
+    """From connection_extras.py: a new extra without a form field (or the reverse) fails."""
     (conn,) = info["connection-types"]
     fields = conn["conn-fields"]
-    assert set(fields) == set(settings_module._KNOWN_EXTRAS)
+    assert set(fields) == set(connection_extras._KNOWN_EXTRAS)
     defaults = _settings()
     for name, field in fields.items():
         assert field["label"]
@@ -179,7 +179,7 @@ def test_providers_manager_lists_the_provider_and_hook() -> None:
     assert behaviours["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert set(behaviours["hidden_fields"]) == {"schema", "login", "port"}
     widgets = manager.connection_form_widgets
-    for name in settings_module._KNOWN_EXTRAS:
+    for name in connection_extras._KNOWN_EXTRAS:
         assert f"extra__{CONN_TYPE}__{name}" in widgets
 
     triggers = {t.trigger_class_name for t in manager.trigger if t.package_name == PACKAGE}

@@ -143,7 +143,7 @@ def test_default_backoff_matches_the_official_sdk(
     from anthropic import _base_client
     from anthropic._models import FinalRequestOptions
 
-    from airflow_provider_batches.settings import DEFAULT_MAX_RETRIES
+    from airflow_provider_batches.connection_extras import DEFAULT_MAX_RETRIES
 
     max_retries = 12
     client = anthropic.Anthropic(

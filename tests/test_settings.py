@@ -10,18 +10,22 @@ import pytest
 from airflow.sdk import Connection
 from helpers import API_KEY
 
-from airflow_provider_batches.exceptions import ConnectionConfigError, InvalidBatchIdError
-from airflow_provider_batches.settings import (
+from airflow_provider_batches.batch_ids import (
+    MAX_BATCH_ID_LENGTH,
+    quote_batch_id,
+    validate_batch_id,
+)
+from airflow_provider_batches.connection_extras import (
     DEFAULT_ANTHROPIC_VERSION,
-    DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    MAX_BATCH_ID_LENGTH,
+)
+from airflow_provider_batches.exceptions import ConnectionConfigError, InvalidBatchIdError
+from airflow_provider_batches.settings import (
+    DEFAULT_BASE_URL,
     ClientSettings,
     InsecureEndpointWarning,
-    quote_batch_id,
-    validate_batch_id,
 )
 
 BATCH_ID = "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF"

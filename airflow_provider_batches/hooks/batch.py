@@ -17,13 +17,14 @@ from airflow_provider_batches._compat import (
     amask_secret,
     mask_secret,
 )
+from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
 )
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
-from airflow_provider_batches.settings import ClientSettings, validate_batch_id
+from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.transport import (
     ApiRequest,
     ResponseLike,

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.results.manifest import (
     MANIFEST_NAME,
@@ -24,7 +25,6 @@ from airflow_provider_batches.results.manifest import (
 )
 from airflow_provider_batches.results.reader import results_url_for
 from airflow_provider_batches.results.stream import iter_batch_results, resolve_batch
-from airflow_provider_batches.settings import validate_batch_id
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

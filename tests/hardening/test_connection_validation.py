@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_batches.clients import close_shared_sync_clients
+from airflow_provider_batches.connection_extras import _KNOWN_EXTRAS
 from airflow_provider_batches.exceptions import ConnectionConfigError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_batches.settings import _KNOWN_EXTRAS, ClientSettings
+from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.testing import FakeBatchesServer
 
 SECRET = "hunter2-PASSWORD-in-host"

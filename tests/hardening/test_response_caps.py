@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from raw_server import RawServer, batch_json, endless, fixed, gzip_bomb
 
 from airflow_provider_batches.clients import close_shared_sync_clients
+from airflow_provider_batches.connection_extras import DEFAULT_MAX_RESPONSE_BYTES
 from airflow_provider_batches.events import error_event
 from airflow_provider_batches.exceptions import (
     ConnectionConfigError,
@@ -28,10 +29,7 @@ from airflow_provider_batches.exceptions import (
     InvalidResponseError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.settings import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    ClientSettings,
-)
+from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
 from airflow_provider_batches.transport import ApiRequest, Reply, response_json, send
 

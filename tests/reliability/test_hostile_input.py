@@ -25,6 +25,7 @@ from helpers import API_KEY, connection_json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_batches.batch_ids import MAX_BATCH_ID_LENGTH, validate_batch_id
 from airflow_provider_batches.clients import aclose_shared_clients, close_shared_sync_clients
 from airflow_provider_batches.events import EVENT_STATUSES, success_event, validate_event
 from airflow_provider_batches.exceptions import (
@@ -37,12 +38,7 @@ from airflow_provider_batches.hooks.batch import MessageBatchHook, parse_batch
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.retry import Backoff, retry_after_seconds
 from airflow_provider_batches.sensors.batch import MessageBatchSensor
-from airflow_provider_batches.settings import (
-    BATCHES_PATH,
-    MAX_BATCH_ID_LENGTH,
-    ClientSettings,
-    validate_batch_id,
-)
+from airflow_provider_batches.settings import BATCHES_PATH, ClientSettings
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
 from airflow_provider_batches.transport import ApiRequest
 from airflow_provider_batches.triggers.batch import MessageBatchTrigger
