@@ -44,11 +44,9 @@ if TYPE_CHECKING:
 class MessageBatchHook(BaseHook):
     """Reads Anthropic Message Batches through an Airflow connection.
 
-    The connection's Password is the API key; Host is the base URL (default
-    ``https://api.anthropic.com``); extras: ``anthropic_version``, ``betas``, ``timeout``,
-    ``max_retries``, ``max_connections``, ``max_response_bytes``, ``verify``, ``workspace_id``,
-    ``max_requests_per_minute``, ``results_hosts`` (all in ``docs/connection.md``). Any
-    connection type with these fields works.
+    Password is the API key; Host the base URL (default ``https://api.anthropic.com``); the
+    extras (``timeout``, ``max_retries``, ``max_requests_per_minute``, ``results_hosts``, ...)
+    are listed in ``docs/connection.md``. Any connection type with these fields works.
 
     :param conn_id: The Airflow connection to use.
     """

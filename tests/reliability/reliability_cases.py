@@ -780,7 +780,10 @@ def check_outcome(
         low, high = (
             (case.requests, case.requests) if isinstance(case.requests, int) else case.requests
         )
-        if loaded and low != high:
+        timed_out = case.error is not None and case.error.get("error_class") == "APITimeoutError"
+        if loaded and (low != high or timed_out):
+            # Beside other triggers, timing decides; and a request the client gives up on
+            # may never have reached the fake's busy loop to be counted.
             low = 1
         if not low <= seen <= high:
             problems.append(f"the API saw {seen} requests, expected {case.requests}")

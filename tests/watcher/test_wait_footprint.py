@@ -88,7 +88,7 @@ async def test_a_wait_between_polls_keeps_at_most_twenty_objects(
         per_wait = (len(after) - count_before) / WAITS
         grown = _types(after)
         grown.subtract(types_before)
-        models_kept = sum(1 for o in after if isinstance(o, MessageBatch | RequestCounts))
+        models_kept = sum(1 for o in after if type(o) in (MessageBatch, RequestCounts))
         del after
     finally:
         for task in tasks:
