@@ -52,31 +52,47 @@ async def alist_page(settings: ClientSettings, after_id: str | None) -> ListPage
 
 def parse_page(response: ResponseLike, request: ApiRequest, secret: str) -> ListPage:
     """The page's shape; the entries are checked later, one by one (see :func:`valid_batches`)."""
-    if secret and secret.encode() in response.content:
-        raise invalid_response(response, request, secret, "the body contains the API key")
-    body = response_json(response, request, secret)
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise invalid_response(response, request, secret, "not a list of message batches")
+    body, data = page_body(response, request, secret)
     last_id = body.get("last_id")
     return ListPage(
-        items=body["data"][:PAGE_LIMIT],
+        items=data[:PAGE_LIMIT],
         has_more=body.get("has_more") is True,
         last_id=last_id if isinstance(last_id, str) and last_id else None,
     )
 
 
-def valid_batches(items: list[Any]) -> list[MessageBatch]:
-    """The entries that are valid batches; one that is not is left out (its waits then
-    retrieve it, and get that request's own error)."""
+def page_body(
+    response: ResponseLike, request: ApiRequest, secret: str
+) -> tuple[dict[str, Any], list[Any]]:
+    """A list page's JSON body and its ``data``; a body that echoes the API key, or is not a
+    list of batches, is an ``InvalidResponseError`` (batches become events, XCom and logs)."""
+    if secret and secret.encode() in response.content:
+        raise invalid_response(response, request, secret, "the body contains the API key")
+    body = response_json(response, request, secret)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise invalid_response(response, request, secret, "not a list of message batches")
+    return body, body["data"]
+
+
+def batches_in(items: list[Any]) -> tuple[list[MessageBatch], int]:
+    """The entries that are valid batches (whose payload serializes), and how many were not."""
     batches: list[MessageBatch] = []
     for item in items:
         try:
             batch = MessageBatch.model_validate(item)
             batch.to_xcom()
         except (ValidationError, ValueError, RecursionError):
-            log.warning("Skipped a list entry that is not a valid message batch")
             continue
         batches.append(batch)
+    return batches, len(items) - len(batches)
+
+
+def valid_batches(items: list[Any]) -> list[MessageBatch]:
+    """The entries that are valid batches; one that is not is left out (its waits then
+    retrieve it, and get that request's own error)."""
+    batches, skipped = batches_in(items)
+    if skipped:
+        log.warning("Skipped %d list entries that are not valid message batches", skipped)
     return batches
 
 

@@ -1,7 +1,9 @@
 """I/O for MessageBatchEventTrigger: one list page, and the watermark in ``asset_state_store``.
 
-:func:`alist_page` is the trigger's only API call. At merge it is meant to give way to the
-hook's ``alist_batches`` (through the shared per-connection watcher and its request budget).
+:func:`alist_page` is the trigger's only API call. It goes through the transport, so it spends
+the connection's request budget; the page is checked with the watcher's helpers
+(``watch_pages``), more strictly: a page that is too long or has a malformed cursor is refused,
+since the trigger's watermark depends on it.
 """
 
 from __future__ import annotations
@@ -11,24 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import ValidationError
-
 from airflow_provider_batches.clients import shared_async_pool
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.transport import (
-    ApiRequest,
-    ResponseLike,
-    asend,
-    invalid_response,
-    response_json,
-)
+from airflow_provider_batches.transport import ApiRequest, ResponseLike, asend, invalid_response
 from airflow_provider_batches.triggers._event_window import Watermark
+from airflow_provider_batches.watch_pages import batches_in, page_body
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AirflowNotFoundException",
     "ListPage",
     "WatermarkStore",
     "alist_page",
@@ -66,13 +60,7 @@ async def alist_page(hook: MessageBatchHook, after_id: str | None, limit: int) -
 
 
 def _parse_page(response: ResponseLike, request: ApiRequest, secret: str, limit: int) -> ListPage:
-    if secret and secret.encode() in response.content:
-        # Batches become asset events and logs: a body that echoes the key is never used.
-        raise invalid_response(response, request, secret, "the body contains the API key")
-    body = response_json(response, request, secret)
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise invalid_response(response, request, secret, "not a list of message batches")
-    data: list[Any] = body["data"]
+    body, data = page_body(response, request, secret)
     if len(data) > limit:
         raise invalid_response(
             response, request, secret, f"{len(data)} batches on a page of at most {limit}"
@@ -80,28 +68,12 @@ def _parse_page(response: ResponseLike, request: ApiRequest, secret: str, limit:
     has_more, last_id = body.get("has_more"), body.get("last_id")
     if not isinstance(has_more, bool) or not (last_id is None or isinstance(last_id, str)):
         raise invalid_response(response, request, secret, "has_more or last_id is malformed")
-    batches: list[MessageBatch] = []
-    skipped = 0
-    for item in data:
-        try:
-            batch = MessageBatch.model_validate(item)
-            batch.to_xcom()  # the payload must serialize
-        except (ValidationError, ValueError, RecursionError):
-            skipped += 1
-            continue
-        batches.append(batch)
+    batches, skipped = batches_in(data)
     return ListPage(batches, has_more, last_id, skipped)
 
 
-# ---- Airflow version differences (move to _compat.py at merge) ------------------------------
 # asset_state_store arrived in Airflow 3.3: the triggerer sets ``trigger.asset_state_store``
 # to an ``AssetStateStoreAccessors`` over the watched assets. Older releases never set it.
-try:
-    from airflow.sdk.exceptions import AirflowNotFoundException
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined,unused-ignore]
-
-
 def asset_state_accessors(trigger: object) -> list[Any]:
     """One accessor per watched asset (3.3+), or ``[]`` where there is no asset state store."""
     store = getattr(trigger, "asset_state_store", None)
@@ -113,9 +85,6 @@ def asset_state_accessors(trigger: object) -> list[Any]:
     if isinstance(by_name, dict) and isinstance(by_uri, dict):
         return [*by_name.values(), *by_uri.values()]
     return [store]
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 class WatermarkStore:

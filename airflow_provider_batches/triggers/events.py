@@ -16,13 +16,13 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_provider_batches._compat import AirflowNotFoundException
 from airflow_provider_batches.defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import OutcomePolicy
 from airflow_provider_batches.triggers._event_io import (
-    AirflowNotFoundException,
     WatermarkStore,
     alist_page,
     asset_state_accessors,
