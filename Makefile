@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-matrix compat-docs lint typecheck unit e2e mutants bench bench-full lock clean
+.PHONY: venv demo test test-matrix test-packaging dist constraints compat-docs lint typecheck unit e2e \
+	mutants bench bench-full lock clean
 
 venv: $(STAMP)
 
@@ -14,7 +15,8 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Older Airflow minors: one venv each, built only from its pinned constraints file.
+# Older Airflow minors: one venv each, built only from its development lock (dev-locks/: Airflow,
+# the provider's dependencies and the test tooling; users install with constraints/ instead).
 MATRIX_MINORS ?= 3.0 3.1 3.2
 MATRIX_VENVS := .venvs
 # The DAG-level, trigger and end-to-end suites (everything runs on the newest in `make test`).
@@ -33,11 +35,11 @@ MATRIX_DESELECT_30 := \
 	--deselect tests/events/test_event_trigger.py::test_permanent_errors_are_logged_and_the_watcher_keeps_running \
 	--deselect tests/events/test_event_trigger.py::test_a_missing_connection_is_logged_and_retried_not_raised
 
-$(MATRIX_VENVS)/airflow-%/.installed: constraints/airflow-%.txt pyproject.toml
+$(MATRIX_VENVS)/airflow-%/.installed: dev-locks/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_VENVS)/airflow-$*
 	$(PYTHON) -m venv $(MATRIX_VENVS)/airflow-$*
 	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip install --quiet --disable-pip-version-check \
-		--no-deps -r constraints/airflow-$*.txt
+		--no-deps -r dev-locks/airflow-$*.txt
 	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip install --quiet --disable-pip-version-check \
 		--no-deps --no-build-isolation -e .
 	$(MATRIX_VENVS)/airflow-$*/bin/python -m pip check --disable-pip-version-check
@@ -50,6 +52,21 @@ test-matrix: $(foreach m,$(MATRIX_MINORS),$(MATRIX_VENVS)/airflow-$(m)/.installe
 		eval $(MATRIX_VENVS)/airflow-$$m/bin/python -m pytest -q -p no:cacheprovider \
 			$(MATRIX_TESTS) $$deselect; \
 	done
+
+# The wheel and sdist users install (dist/), their metadata checked as a package index would.
+dist: venv
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
+# Only the packaging tests (make test runs them too): build, then install the wheel as the README
+# says into a fresh venv with Airflow from constraints/airflow-3.3.txt.
+test-packaging: venv
+	$(PY) -m pytest -q -p no:cacheprovider -m packaging
+
+# Runtime constraints users install with (constraints/), derived from the development locks.
+constraints: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(PY) scripts/runtime_constraints.sh
 
 compat-docs: venv
 	$(PY) scripts/render_compat_docs.py
@@ -83,8 +100,11 @@ bench: venv
 bench-full: venv
 	$(PY) benchmarks/run_all.py --full
 
+# After changing pyproject.toml's dependencies (install them into .venv first): the development
+# lock, then the runtime constraints derived from it.
 lock: venv
-	$(PY) -m pip freeze --exclude-editable | { echo "# Exact versions for the dev/test environment (make venv installs these, then the package --no-deps)."; echo "# Regenerate: make lock (after changing pyproject.toml dependencies)."; cat; } > requirements-lock.txt
+	$(PY) -m pip freeze --exclude-editable | { echo "# Development lock (Airflow 3.3, Python 3.11): make venv installs these, then the package --no-deps."; echo "# Not for production: users install with constraints/airflow-3.3.txt. Regenerate: make lock."; cat; } > requirements-lock.txt
+	$(MAKE) constraints
 
 clean:
-	rm -rf $(VENV) $(MATRIX_VENVS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MATRIX_VENVS) dist .mypy_cache .ruff_cache .pytest_cache

@@ -81,7 +81,11 @@ def provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-batches",
         "name": "Anthropic Message Batches",
-        "description": "Wait on Anthropic Message Batches from Airflow: hook, sensor, trigger.",
+        "description": (
+            "Anthropic Message Batches for Apache Airflow: operators that submit batches and "
+            "store their results, a sensor and triggers that wait without holding a worker, "
+            "and a hook."
+        ),
         "versions": [__version__],
         "integrations": [
             {

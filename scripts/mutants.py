@@ -191,6 +191,27 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_one_event_per_ended_batch_however_often_it_is_seen",
         ),
     ),
+    Mutant(
+        "the provider description leaves out the operators",
+        "provider_info.py",
+        '            "Anthropic Message Batches for Apache Airflow: operators that submit '
+        'batches and "\n',
+        '            "Wait on Anthropic Message Batches from Airflow: hook, sensor, trigger. "\n',
+        (
+            "tests/distribution/test_install_docs.py::"
+            "test_the_provider_description_names_the_operators_sensor_triggers_and_hook",
+        ),
+    ),
+    Mutant(
+        "a provider module imports a test tool",
+        "testing/_ids.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\n\nimport pytest  # noqa: F401\n",
+        (
+            "tests/distribution/test_install_docs.py::"
+            "test_importing_every_provider_module_loads_no_test_tooling",
+        ),
+    ),
 )
 
 
