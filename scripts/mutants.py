@@ -25,8 +25,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow_provider_batches"
-#: Per-test hang guard inside a mutant run (a mutant may turn a wait into an endless loop).
+#: Per-test hang guard inside a mutant run (a mutant may turn a wait into an endless loop):
+#: the suite's time bound (tests/time_bound.py) fails such a test after this many seconds.
 TEST_TIMEOUT = 60
+#: What tests/time_bound.py allows a test past TEST_TIMEOUT before it ends the process.
+TEST_GRACE = 30
+#: Seconds a pytest run may spend outside its tests (start-up, the Airflow DB migration).
+RUN_OVERHEAD = 300
+#: Exit status reported for a run that outlived every bound: the suite's own guard failed.
+HUNG = -1
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        # The same mutant under dag.test(): the suite's time bound must fail it, not hang
+        # (Airflow's DAG importer cancels pytest-timeout's SIGALRM; tests/time_bound.py).
+        "a failure streak never ends the wait under dag.test()",
+        "triggers/batch.py",
+        "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
+        "        return False\n",
+        ("tests/operator/test_operator_dag.py::test_too_many_failed_polls_give_up_and_cancel",),
+    ),
+    Mutant(
         "the trigger ignores the expiry grace",
         "triggers/batch.py",
         "                if time.time() > batch.expires_at.timestamp() + self.expiry_grace:\n",
@@ -251,11 +267,25 @@ def run_tests(copy_root: Path, tests: tuple[str, ...]) -> tuple[int, str]:
         "no:cacheprovider",
         "-o",
         f"timeout={TEST_TIMEOUT}",
+        "-o",
+        f"timeout_grace={TEST_GRACE}",
         *tests,
     ]
-    done = subprocess.run(
-        command, env=environment(copy_root), cwd=ROOT, capture_output=True, text=True
-    )
+    # A second guard, outside pytest: if the suite's time bound ever failed, the run still ends.
+    outer = RUN_OVERHEAD + len(tests) * (TEST_TIMEOUT + TEST_GRACE)
+    try:
+        done = subprocess.run(
+            command,
+            env=environment(copy_root),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=outer,
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = [expired.stdout, expired.stderr]
+        text = "".join(o.decode() if isinstance(o, bytes) else (o or "") for o in output)
+        return HUNG, text + f"\nstill running after {outer} s: the tests' time bound failed"
     return done.returncode, done.stdout + done.stderr
 
 
@@ -292,6 +322,9 @@ def main() -> int:
             copy_root = workdir / f"check{index}"  # already mutated above
             check_import_source(copy_root)
             code, output = run_tests(copy_root, mutant.tests)
+            if code == HUNG:
+                print(output[-5000:])
+                raise SystemExit(f"{mutant.name!r}: the tests outlived every time bound (hang)")
             if code == 1:
                 verdict = "killed"
             elif code == 0:
