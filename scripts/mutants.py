@@ -207,6 +207,70 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_one_event_per_ended_batch_however_often_it_is_seen",
         ),
     ),
+    Mutant(
+        "the budget bursts a minute's worth at once",
+        "budget.py",
+        "    return max(1, math.floor(per_minute / 60.0))\n",
+        "    return max(1, math.floor(per_minute))\n",
+        (
+            "tests/watcher/test_budget.py::test_a_seconds_worth_at_once_then_one_request_per_interval",
+            "tests/watcher/test_budget_http.py::"
+            "test_sync_threads_and_async_tasks_under_the_budget_receive_no_429",
+        ),
+    ),
+    Mutant(
+        "a rate the server stated is never raised again",
+        "budget.py",
+        "                self._server_limit = limit\n",
+        "                self._server_limit = min(limit, self._server_limit or limit)\n",
+        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+    ),
+    Mutant(
+        "a rate the server stated goes above the configured maximum",
+        "budget.py",
+        "        return self._configured if limit is None else min(self._configured, limit)\n",
+        "        return self._configured if limit is None else limit\n",
+        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+    ),
+    Mutant(
+        "a rate the server stated never lapses",
+        "budget.py",
+        "        if self._server_limit is not None and self._server_limit_lapses <= now:\n",
+        "        if False:\n",
+        ("tests/watcher/test_budget.py::test_a_stated_limit_lapses_unless_restated",),
+    ),
+    Mutant(
+        "a stated rate below one a minute is followed",
+        "budget.py",
+        "        if limit is not None and limit < 1:\n",
+        "        if False:\n",
+        ("tests/watcher/test_budget.py::test_a_limit_that_cannot_be_followed_is_ignored",),
+    ),
+    Mutant(
+        "queued requests sleep through a raised rate",
+        "budget.py",
+        "                await sleep(min(wait, RECHECK_SECONDS))\n",
+        "                await sleep(wait)\n",
+        ("tests/watcher/test_budget.py::test_queued_requests_follow_a_raised_limit",),
+    ),
+    Mutant(
+        "a cancelled wait keeps its turn in the budget",
+        "budget.py",
+        "                self._abandoned.add(ticket)\n",
+        "                pass\n",
+        ("tests/watcher/test_budget.py::test_a_cancelled_wait_costs_the_others_nothing",),
+    ),
+    Mutant(
+        "a 429's retry-after does not pause the connection",
+        "budget.py",
+        "                self._pause(now, min(retry_after, MAX_PAUSE_SECONDS))\n",
+        "                pass\n",
+        (
+            "tests/watcher/test_budget.py::test_a_pause_delays_the_next_send_by_retry_after",
+            "tests/watcher/test_budget_http.py::"
+            "test_one_429_pauses_every_queued_request_of_the_connection",
+        ),
+    ),
 )
 
 
