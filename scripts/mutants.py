@@ -271,6 +271,33 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_one_429_pauses_every_queued_request_of_the_connection",
         ),
     ),
+    Mutant(
+        "a missing requests file is retried instead of failing at once",
+        "request_set.py",
+        '    except FileNotFoundError:\n        problem = "no such file"\n',
+        "    except FileNotFoundError:\n        raise\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_string_that_is_no_request_set_fails_at_once_naming_it",
+        ),
+    ),
+    Mutant(
+        "a JSON array string is taken for a path",
+        "request_set.py",
+        '    if isinstance(source, str) and source.lstrip().startswith("["):\n',
+        "    if False:\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_json_array_string_is_the_same_request_set_as_the_list",
+        ),
+    ),
+    Mutant(
+        "a transient fault of remote storage fails the task without retries",
+        "request_set.py",
+        "        if exc.errno not in _NO_SUCH_FILE or _is_remote(source):\n",
+        "        if False:\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_transient_error_reading_remote_storage_stays_retryable",
+        ),
+    ),
 )
 
 
