@@ -1,11 +1,18 @@
-"""A batch's request set: read (a list or a JSONL file, streamed), checked, fingerprinted.
+"""A batch's request set: read (a list, a JSON array string or a JSONL file, streamed),
+checked, fingerprinted.
 
 Everything the API would reject is caught here, before any request is sent, and each error
-names the first bad request by its index and ``custom_id``.
+names the first bad request by its index and ``custom_id``. A string is a JSON array when it
+starts with ``[`` (a list an upstream task pushed, rendered by a template as text), otherwise
+a path: a local file, or a URL such as ``s3://...`` read through ``ObjectStoragePath``. A path
+that names no file, or a string that is neither, is an :class:`InvalidRequestSetError` naming
+what was given; an error reading remote storage (a connection error, a timeout) is raised as
+it is, for Airflow to retry.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +29,11 @@ MAX_REQUESTS = 100_000
 MAX_BODY_BYTES = 256 * 1024 * 1024
 #: Longest JSONL line read: the Messages API takes request bodies up to 32 MB.
 MAX_LINE_BYTES = 32 * 1024 * 1024
+#: Errors opening a path that say it names no readable file: retrying cannot help.
+_NO_SUCH_FILE = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
+)
+_SHOWN_CHARS = 120
 REQUIRED_PARAMS = ("model", "max_tokens", "messages")
 _BODY_OVERHEAD = len(b'{"requests":[]}')
 
@@ -72,7 +84,13 @@ def build_request_set(source: Iterable[Any] | str | os.PathLike[str]) -> Request
             "requests must be a list of {'custom_id': ..., 'params': {...}} dicts or a path to "
             "a JSONL file of them, got a single dict."
         )
-    items: Iterable[Any] = _read_path(source) if _is_path(source) else cast("Iterable[Any]", source)
+    items: Iterable[Any]
+    if isinstance(source, str) and source.lstrip().startswith("["):
+        items = _json_array(source)
+    elif _is_path(source):
+        items = _read_path(source)
+    else:
+        items = cast("Iterable[Any]", source)
     digest = hashlib.sha256(b"[")
     body_bytes = _BODY_OVERHEAD
     seen: dict[str, int] = {}
@@ -163,10 +181,83 @@ def _is_path(source: Any) -> bool:
     return isinstance(source, str | os.PathLike) or type(source).__name__ == "ObjectStoragePath"
 
 
+def _shown(source: Any) -> str:
+    text = str(source)
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...")
+
+
+_STRING_FORMS = (
+    "requests takes a list of {'custom_id': ..., 'params': {...}} dicts, a JSON array of them "
+    "as a string, or the path of a JSONL file of them"
+)
+_RENDERED_LIST_HINT = (
+    "A templated list renders as Python text unless the DAG sets "
+    "render_template_as_native_obj=True: pass the upstream task's output itself "
+    "(requests=upstream.output), set that option, or render JSON with '| tojson'."
+)
+
+
+def _json_array(source: str) -> list[Any]:
+    """A JSON array given as text (what ``'{{ ... | tojson }}'`` renders)."""
+    try:
+        parsed = json.loads(source)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestSetError(
+            f"requests is a string starting with '[' that is not a JSON array "
+            f"({str(exc)[:200]}): {_shown(source)}. {_RENDERED_LIST_HINT}"
+        ) from None
+    return cast("list[Any]", parsed)  # JSON text starting with '[' is an array
+
+
+def _check_path_string(source: str) -> None:
+    """A string that cannot be a path: say what it looks like instead."""
+    stripped = source.strip()
+    if not stripped:
+        raise InvalidRequestSetError(f"requests is an empty string: {_STRING_FORMS}.")
+    if stripped.startswith("{"):
+        raise InvalidRequestSetError(
+            f"requests is a string holding a JSON object or JSONL text, not a path: "
+            f"{_shown(source)}. {_STRING_FORMS}; a single request still goes in a list."
+        )
+    if "\n" in stripped or "\x00" in stripped:
+        raise InvalidRequestSetError(
+            f"requests is a string that is not a path (it holds a line break or a NUL): "
+            f"{_shown(source)}. {_STRING_FORMS}."
+        )
+
+
+def _open_stream(source: Any) -> Any:
+    """The file opened for reading; a path that names no readable file is invalid input."""
+    if isinstance(source, str):
+        _check_path_string(source)
+    try:
+        path = _open_target(source)
+    except ValueError as exc:  # e.g. a URL scheme no filesystem is installed for
+        raise InvalidRequestSetError(
+            f"requests names a location that cannot be read ({exc}): {_shown(source)}."
+        ) from None
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        problem = "no such file"
+    except OSError as exc:
+        if exc.errno not in _NO_SUCH_FILE or _is_remote(source):
+            raise  # a fault of the storage (or of remote storage): Airflow retries the task
+        problem = exc.strerror or type(exc).__name__
+    hint = f" {_RENDERED_LIST_HINT}" if isinstance(source, str) else ""
+    raise InvalidRequestSetError(
+        f"requests names no readable file ({problem}): {_shown(source)}. {_STRING_FORMS}.{hint}"
+    )
+
+
+def _is_remote(source: Any) -> bool:
+    text = str(source)
+    return "://" in text and not text.startswith("file://")
+
+
 def _read_path(source: Any) -> Iterator[Any]:
     """The JSONL file's requests, one line at a time; no line longer than MAX_LINE_BYTES."""
-    path = _open_target(source)
-    with path.open("rb") as stream:
+    with _open_stream(source) as stream:
         index = 0
         for line_number in range(1, 2**63):
             line = stream.readline(MAX_LINE_BYTES + 1)

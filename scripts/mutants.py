@@ -25,8 +25,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow_provider_batches"
-#: Per-test hang guard inside a mutant run (a mutant may turn a wait into an endless loop).
+#: Per-test hang guard inside a mutant run (a mutant may turn a wait into an endless loop):
+#: the suite's time bound (tests/time_bound.py) fails such a test after this many seconds.
 TEST_TIMEOUT = 60
+#: What tests/time_bound.py allows a test past TEST_TIMEOUT before it ends the process.
+TEST_GRACE = 30
+#: Seconds a pytest run may spend outside its tests (start-up, the Airflow DB migration).
+RUN_OVERHEAD = 300
+#: Exit status reported for a run that outlived every bound: the suite's own guard failed.
+HUNG = -1
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        # The same mutant under dag.test(): the suite's time bound must fail it, not hang
+        # (Airflow's DAG importer cancels pytest-timeout's SIGALRM; tests/time_bound.py).
+        "a failure streak never ends the wait under dag.test()",
+        "triggers/batch.py",
+        "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
+        "        return False\n",
+        ("tests/operator/test_operator_dag.py::test_too_many_failed_polls_give_up_and_cancel",),
+    ),
+    Mutant(
         "the trigger ignores the expiry grace",
         "triggers/batch.py",
         "                if time.time() > batch.expires_at.timestamp() + self.expiry_grace:\n",
@@ -189,6 +205,97 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/events/test_event_trigger.py::"
             "test_one_event_per_ended_batch_however_often_it_is_seen",
+        ),
+    ),
+    Mutant(
+        "the budget bursts a minute's worth at once",
+        "budget.py",
+        "    return max(1, math.floor(per_minute / 60.0))\n",
+        "    return max(1, math.floor(per_minute))\n",
+        (
+            "tests/watcher/test_budget.py::test_a_seconds_worth_at_once_then_one_request_per_interval",
+            "tests/watcher/test_budget_http.py::"
+            "test_sync_threads_and_async_tasks_under_the_budget_receive_no_429",
+        ),
+    ),
+    Mutant(
+        "a rate the server stated is never raised again",
+        "budget.py",
+        "                self._server_limit = limit\n",
+        "                self._server_limit = min(limit, self._server_limit or limit)\n",
+        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+    ),
+    Mutant(
+        "a rate the server stated goes above the configured maximum",
+        "budget.py",
+        "        return self._configured if limit is None else min(self._configured, limit)\n",
+        "        return self._configured if limit is None else limit\n",
+        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+    ),
+    Mutant(
+        "a rate the server stated never lapses",
+        "budget.py",
+        "        if self._server_limit is not None and self._server_limit_lapses <= now:\n",
+        "        if False:\n",
+        ("tests/watcher/test_budget.py::test_a_stated_limit_lapses_unless_restated",),
+    ),
+    Mutant(
+        "a stated rate below one a minute is followed",
+        "budget.py",
+        "        if limit is not None and limit < 1:\n",
+        "        if False:\n",
+        ("tests/watcher/test_budget.py::test_a_limit_that_cannot_be_followed_is_ignored",),
+    ),
+    Mutant(
+        "queued requests sleep through a raised rate",
+        "budget.py",
+        "                await sleep(min(wait, RECHECK_SECONDS))\n",
+        "                await sleep(wait)\n",
+        ("tests/watcher/test_budget.py::test_queued_requests_follow_a_raised_limit",),
+    ),
+    Mutant(
+        "a cancelled wait keeps its turn in the budget",
+        "budget.py",
+        "                self._abandoned.add(ticket)\n",
+        "                pass\n",
+        ("tests/watcher/test_budget.py::test_a_cancelled_wait_costs_the_others_nothing",),
+    ),
+    Mutant(
+        "a 429's retry-after does not pause the connection",
+        "budget.py",
+        "                self._pause(now, min(retry_after, MAX_PAUSE_SECONDS))\n",
+        "                pass\n",
+        (
+            "tests/watcher/test_budget.py::test_a_pause_delays_the_next_send_by_retry_after",
+            "tests/watcher/test_budget_http.py::"
+            "test_one_429_pauses_every_queued_request_of_the_connection",
+        ),
+    ),
+    Mutant(
+        "a missing requests file is retried instead of failing at once",
+        "request_set.py",
+        '    except FileNotFoundError:\n        problem = "no such file"\n',
+        "    except FileNotFoundError:\n        raise\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_string_that_is_no_request_set_fails_at_once_naming_it",
+        ),
+    ),
+    Mutant(
+        "a JSON array string is taken for a path",
+        "request_set.py",
+        '    if isinstance(source, str) and source.lstrip().startswith("["):\n',
+        "    if False:\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_json_array_string_is_the_same_request_set_as_the_list",
+        ),
+    ),
+    Mutant(
+        "a transient fault of remote storage fails the task without retries",
+        "request_set.py",
+        "        if exc.errno not in _NO_SUCH_FILE or _is_remote(source):\n",
+        "        if False:\n",
+        (
+            "tests/operator/test_operator_request_set.py::test_a_transient_error_reading_remote_storage_stays_retryable",
         ),
     ),
     Mutant(
@@ -272,11 +379,25 @@ def run_tests(copy_root: Path, tests: tuple[str, ...]) -> tuple[int, str]:
         "no:cacheprovider",
         "-o",
         f"timeout={TEST_TIMEOUT}",
+        "-o",
+        f"timeout_grace={TEST_GRACE}",
         *tests,
     ]
-    done = subprocess.run(
-        command, env=environment(copy_root), cwd=ROOT, capture_output=True, text=True
-    )
+    # A second guard, outside pytest: if the suite's time bound ever failed, the run still ends.
+    outer = RUN_OVERHEAD + len(tests) * (TEST_TIMEOUT + TEST_GRACE)
+    try:
+        done = subprocess.run(
+            command,
+            env=environment(copy_root),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=outer,
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = [expired.stdout, expired.stderr]
+        text = "".join(o.decode() if isinstance(o, bytes) else (o or "") for o in output)
+        return HUNG, text + f"\nstill running after {outer} s: the tests' time bound failed"
     return done.returncode, done.stdout + done.stderr
 
 
@@ -313,6 +434,9 @@ def main() -> int:
             copy_root = workdir / f"check{index}"  # already mutated above
             check_import_source(copy_root)
             code, output = run_tests(copy_root, mutant.tests)
+            if code == HUNG:
+                print(output[-5000:])
+                raise SystemExit(f"{mutant.name!r}: the tests outlived every time bound (hang)")
             if code == 1:
                 verdict = "killed"
             elif code == 0:

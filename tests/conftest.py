@@ -19,6 +19,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import API_KEY, DAGS_DIR, connection_json
 
+# Every test ends within its time bound, whatever Airflow does with SIGALRM (see time_bound.py).
+from time_bound import (  # noqa: F401  (pytest finds hooks by name in this module)
+    pytest_addoption,
+    pytest_runtest_makereport,
+    pytest_timeout_cancel_timer,
+    pytest_timeout_set_timer,
+)
+
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="apb-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_DIR)

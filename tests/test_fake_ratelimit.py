@@ -123,3 +123,26 @@ def test_rate_limit_settings_are_checked(
 ) -> None:
     with pytest.raises(ValueError, match=r"per_minute|burst"):
         fake.set_rate_limit(rpm, burst)
+
+
+def test_rate_limit_mode_can_leave_out_the_limit_headers(
+    fake: FakeBatchesServer, client: anthropic.Anthropic
+) -> None:
+    """Whether the batch endpoints send the headers is not documented: the fake can enforce a
+    one-second window (burst 1 at 60 a minute) without them; a 429 keeps retry-after."""
+    fake.set_rate_limit(60, burst=1, limit_headers=False)
+    raw = client.messages.batches.with_raw_response.list(limit=1)
+    assert not [name for name in raw.headers if name.startswith("anthropic-ratelimit")]
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.batches.list(limit=1)
+    headers = caught.value.response.headers
+    assert headers["retry-after"] == "1"
+    assert not [name for name in headers if name.startswith("anthropic-ratelimit")]
+
+
+def test_a_fractional_rate_is_stated_as_it_is(
+    fake: FakeBatchesServer, client: anthropic.Anthropic
+) -> None:
+    fake.set_rate_limit(0.5, burst=1)
+    raw = client.messages.batches.with_raw_response.list(limit=1)
+    assert raw.headers["anthropic-ratelimit-requests-limit"] == "0.5"

@@ -53,8 +53,10 @@ class MessageBatchOperator(BaseOperator):
     triggerer restarts and clears (see docs/operator.md). The return value is the ended batch
     in the API's shape, the same XCom as :class:`MessageBatchSensor`'s.
 
-    :param requests: The requests (templated): a list of ``{"custom_id", "params"}`` dicts, or
-        a path (``str`` or ``ObjectStoragePath``) to a JSONL file of them, read as a stream.
+    :param requests: The requests (templated): a list of ``{"custom_id", "params"}`` dicts, a
+        JSON array of them as a string, or a path (``str`` or ``ObjectStoragePath``) to a
+        JSONL file of them, read as a stream. A string naming no file fails the task at once
+        (see docs/operator.md).
     :param prompts: Instead of ``requests`` (templated): a list of prompt strings (custom_ids
         ``prompt-0``, ``prompt-1``, ...) or a ``{custom_id: prompt}`` mapping; they share
         ``model``, ``max_tokens`` and ``system``.

@@ -71,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="enforce this many requests per minute per API key (429 + retry-after beyond)",
     )
     serve.add_argument(
-        "--rate-limit-burst", type=float, default=None, help="token bucket size (default: rpm)"
+        "--rate-limit-burst",
+        type=float,
+        default=None,
+        help="token bucket size (default: rpm; rpm/60 enforces the rate over one second)",
+    )
+    serve.add_argument(
+        "--rate-limit-no-headers",
+        action="store_true",
+        help="answer without the anthropic-ratelimit-requests-* headers",
     )
     serve.add_argument("--allow-non-loopback", action="store_true")
     return parser
@@ -83,7 +91,9 @@ async def _serve(args: argparse.Namespace, api_key: str) -> None:
         latency=args.latency,
         max_recorded_requests=args.max_recorded_requests,
     )
-    state.rate_limit.configure(args.rate_limit_rpm, args.rate_limit_burst)
+    state.rate_limit.configure(
+        args.rate_limit_rpm, args.rate_limit_burst, not args.rate_limit_no_headers
+    )
     app = FakeApp(state, api_key, backlog=args.backlog, allow_non_loopback=args.allow_non_loopback)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,8 +2,11 @@
 
 Off until :meth:`RateLimiter.configure` sets requests per minute. When on, every API answer
 carries ``anthropic-ratelimit-requests-limit``, ``-remaining`` and ``-reset`` (RFC 3339: when
-the bucket will be full again), and a request that finds the bucket empty gets a 429
-``rate_limit_error`` with ``retry-after`` (whole seconds until one token is back).
+the bucket will be full again), unless told not to (whether the real batch endpoints send them
+is not documented), and a request that finds the bucket empty gets a 429 ``rate_limit_error``
+with ``retry-after`` (whole seconds until one token is back). A ``burst`` smaller than a
+minute's worth enforces the rate over a shorter window: ``burst=per_minute / 60`` is "60 a
+minute as one a second".
 """
 
 from __future__ import annotations
@@ -31,14 +34,19 @@ class RateLimiter:
         self._clock = clock
         self._per_minute: float | None = None
         self._burst = 0.0
+        self._limit_headers = True
         self._buckets: dict[str, _Bucket] = {}
         self._rejected = 0
 
-    def configure(self, per_minute: float | None, burst: float | None = None) -> None:
+    def configure(
+        self, per_minute: float | None, burst: float | None = None, limit_headers: bool = True
+    ) -> None:
         """Enforce ``per_minute`` requests per key (None turns the mode off).
 
         ``burst`` is the bucket's size, default ``per_minute`` (a full minute's worth); a
         smaller one enforces the limit over a shorter window, as the real API may.
+        ``limit_headers=False`` leaves out the ``anthropic-ratelimit-requests-*`` headers (a
+        429 still carries ``retry-after``).
         """
         if per_minute is not None and (not math.isfinite(per_minute) or per_minute <= 0):
             raise ValueError(f"per_minute must be a positive number, got {per_minute!r}")
@@ -48,6 +56,7 @@ class RateLimiter:
         with self._lock:
             self._per_minute = per_minute
             self._burst = float(size or 0.0)
+            self._limit_headers = limit_headers
             self._buckets.clear()
 
     @property
@@ -73,11 +82,13 @@ class RateLimiter:
             else:
                 self._rejected += 1
             full_at = now + (self._burst - bucket.tokens) / rate
-            headers = {
-                "anthropic-ratelimit-requests-limit": str(int(per_minute)),
-                "anthropic-ratelimit-requests-remaining": str(int(bucket.tokens)),
-                "anthropic-ratelimit-requests-reset": _rfc3339(full_at),
-            }
+            headers: dict[str, str] = {}
+            if self._limit_headers:
+                headers = {
+                    "anthropic-ratelimit-requests-limit": f"{per_minute:g}",
+                    "anthropic-ratelimit-requests-remaining": str(int(bucket.tokens)),
+                    "anthropic-ratelimit-requests-reset": _rfc3339(full_at),
+                }
             if not allowed:
                 headers["retry-after"] = str(max(1, math.ceil((1.0 - bucket.tokens) / rate)))
             return allowed, headers

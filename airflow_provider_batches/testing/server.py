@@ -214,10 +214,14 @@ class FakeBatchesServer:
         """Delay every API response by ``seconds`` (without blocking other clients)."""
         self._state.set_latency(seconds)
 
-    def set_rate_limit(self, per_minute: float | None, burst: float | None = None) -> None:
+    def set_rate_limit(
+        self, per_minute: float | None, burst: float | None = None, limit_headers: bool = True
+    ) -> None:
         """Enforce ``per_minute`` requests per API key with a token bucket of ``burst``
-        (default: a minute's worth); None turns the rate-limit mode off. Buckets start full."""
-        self._state.rate_limit.configure(per_minute, burst)
+        (default: a minute's worth; ``per_minute / 60`` enforces it over one second); None
+        turns the rate-limit mode off. Buckets start full. ``limit_headers=False`` answers
+        without the ``anthropic-ratelimit-requests-*`` headers (429s keep ``retry-after``)."""
+        self._state.rate_limit.configure(per_minute, burst, limit_headers)
 
     @property
     def rate_limited(self) -> int:

@@ -74,3 +74,26 @@ with DAG("operator_results", schedule=None, catchup=False, tags=["test"]) as res
         poll_interval=0.2,
         retries=0,
     )
+
+# A list pushed by an upstream task and pulled by a template: rendered as Python text (the
+# default), or as JSON with ``| tojson``. Retries are allowed: bad input must not use them.
+for dag_id, template in {
+    "operator_rendered_list": "{{ ti.xcom_pull(task_ids='make_requests') }}",
+    "operator_rendered_json": "{{ ti.xcom_pull(task_ids='make_requests') | tojson }}",
+}.items():
+    with DAG(dag_id, schedule=None, catchup=False, tags=["test"]) as dag:
+
+        @task
+        def make_requests() -> list[dict[str, Any]]:
+            conf = get_current_context()["dag_run"].conf
+            return list(conf["requests"])
+
+        make_requests() >> MessageBatchOperator(
+            task_id="submit",
+            requests=template,
+            deferrable=True,
+            poll_interval=0.2,
+            retries=2,
+            retry_delay=0,
+        )
+    globals()[dag_id] = dag

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from helpers import API_KEY
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from operator_dag_runs import requests_for
+from operator_dag_runs import requests_for, run_dag
 
 from airflow_provider_batches import request_set as rs
 from airflow_provider_batches.operators.batch import MessageBatchOperator
@@ -206,3 +207,185 @@ def test_operator_arguments_are_checked_at_parse_time() -> None:
         MessageBatchOperator(task_id="t", prompts=["a"])
     with pytest.raises(ValueError, match="max_errored"):
         MessageBatchOperator(task_id="t", requests=[], max_errored=-1)
+
+
+def _try_number(run: Any, task_id: str) -> int:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return int(
+            session.scalar(
+                select(TaskInstance.try_number).where(
+                    TaskInstance.dag_id == run.dag_id,
+                    TaskInstance.run_id == run.run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            )
+        )
+
+
+@pytest.mark.airflow_db
+def test_a_list_rendered_as_text_fails_at_once_and_is_not_retried(
+    airflow_db: object, set_connection: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A pulled list rendered by a template (Python text, not JSON) used to be taken for a
+    path; the FileNotFoundError was retried. It is invalid input: failed on the first try of
+    three, the message naming what was given and how to pass a list, nothing sent."""
+    with FakeBatchesServer(api_key=API_KEY, processing_seconds=0.5) as fake:
+        set_connection("anthropic_default", fake.base_url, max_retries=1)
+        run, states, _ = run_dag("operator_rendered_list", {"requests": requests_for(2)})
+        sent = list(fake.requests)
+    assert states["submit"] == "failed"
+    assert _try_number(run, "submit") == 1
+    assert sent == []
+    output = capfd.readouterr().out
+    assert "InvalidRequestSetError" in output
+    assert "[{'custom_id': 'req-0'" in output
+    assert "render_template_as_native_obj" in output
+
+
+@pytest.mark.airflow_db
+def test_a_list_rendered_as_json_text_is_submitted(airflow_db: object, set_connection: Any) -> None:
+    with FakeBatchesServer(api_key=API_KEY, processing_seconds=0.5) as fake:
+        set_connection("anthropic_default", fake.base_url, max_retries=1)
+        _, states, xcoms = run_dag("operator_rendered_json", {"requests": requests_for(2)})
+    assert states["submit"] == "success"
+    assert xcoms[("submit", "return_value")]["request_counts"]["succeeded"] == 2
+
+
+# (case id, requests given as a string, words in the message)
+NOT_A_REQUEST_SET: list[tuple[str, str, str]] = [
+    ("missing file", "/no/such/dir/requests.jsonl", "no such file"),
+    ("missing relative file", "requests.jsonl", "no such file"),
+    ("missing file url", "file:///no/such/requests.jsonl", "no such file"),
+    ("directory", ".", "Is a directory"),
+    ("name too long", "x" * 5000, "File name too long"),
+    ("rendered python list", "[{'custom_id': 'a', 'params': {}}]", "not a JSON array"),
+    ("rendered none", "None", "no such file"),
+    ("json object", '{"custom_id": "a", "params": {}}', "JSON object or JSONL text"),
+    ("jsonl text", '{"custom_id": "a"}\n{"custom_id": "b"}\n', "JSON object or JSONL text"),
+    ("empty", "", "empty string"),
+    ("blank", " \n ", "empty string"),
+    ("line break", "a\nb", "line break"),
+    ("nul", "a\x00b", "NUL"),
+    ("unknown scheme", "nosuch://bucket/requests.jsonl", "cannot be read"),
+]
+
+
+@pytest.mark.parametrize(
+    ("given", "words"), [c[1:] for c in NOT_A_REQUEST_SET], ids=[c[0] for c in NOT_A_REQUEST_SET]
+)
+def test_a_string_that_is_no_request_set_fails_at_once_naming_it(
+    fake: FakeBatchesServer,
+    fake_conn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+    words: str,
+) -> None:
+    """Invalid input, not a retryable error: an AirflowFailException naming what was given,
+    before any request."""
+    from airflow_provider_batches._compat import AirflowFailException
+
+    monkeypatch.chdir(tmp_path)
+    operator = MessageBatchOperator(task_id="submit", requests=given, conn_id=fake_conn)
+    with pytest.raises(InvalidRequestSetError) as info:
+        operator.execute({})  # type: ignore[arg-type]
+    assert isinstance(info.value, AirflowFailException)
+    message = str(info.value)
+    assert words in message
+    assert repr(given[:40])[1:-1] in message or given.strip() == ""
+    assert len(message) < 1200, "a huge input is not repeated whole"
+    assert fake.requests == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300).filter(lambda text: "://" not in text))
+def test_any_string_naming_no_file_is_invalid_input(text: str) -> None:
+    """Whatever a template renders (run where no file exists): InvalidRequestSetError, never a
+    FileNotFoundError or another OSError that Airflow would retry."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as empty:
+        previous = os.getcwd()
+        os.chdir(empty)
+        try:
+            with pytest.raises(InvalidRequestSetError):
+                build_request_set(text)
+        finally:
+            os.chdir(previous)
+
+
+REQUESTS = st.lists(
+    st.builds(
+        lambda custom_id, content, max_tokens: {
+            "custom_id": custom_id,
+            "params": {
+                "model": "claude-test",
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": content}],
+            },
+        },
+        st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+        st.text(min_size=1, max_size=40),
+        st.integers(1, 4096),
+    ),
+    min_size=1,
+    max_size=5,
+    unique_by=lambda request: request["custom_id"],
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(REQUESTS, st.sampled_from([None, 0, 2]), st.booleans(), st.sampled_from(["", " ", "\n"]))
+def test_a_json_array_string_is_the_same_request_set_as_the_list(
+    requests: list[dict[str, Any]], indent: int | None, ascii_only: bool, padding: str
+) -> None:
+    """What '| tojson' (or any JSON encoder) renders is accepted, with the list's fingerprint."""
+    text = padding + json.dumps(requests, indent=indent, ensure_ascii=ascii_only) + padding
+    from_text = build_request_set(text)
+    assert from_text.requests == requests
+    assert from_text.fingerprint == build_request_set(requests).fingerprint
+
+
+def test_object_storage_missing_object_is_invalid_input() -> None:
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())
+    with pytest.raises(InvalidRequestSetError, match=r"no such file.*memory://"):
+        build_request_set("memory://apb-tests/no-such-requests.jsonl")
+
+
+@pytest.mark.filterwarnings("ignore:UPath 'apb-flaky' filesystem not explicitly implemented")
+def test_a_transient_error_reading_remote_storage_stays_retryable() -> None:
+    """A timeout or a dropped connection from object storage is raised as it is (not an
+    AirflowFailException), so Airflow retries the task."""
+    import fsspec
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class FlakyFileSystem(MemoryFileSystem):
+        protocol = "apb-flaky"
+        root_marker = ""
+        store: dict[str, Any] = {}
+        pseudo_dirs = [""]
+        errors: list[OSError] = []
+
+        def _open(self, path: str, *args: Any, **kwargs: Any) -> Any:
+            raise self.errors.pop(0)
+
+    fsspec.register_implementation("apb-flaky", FlakyFileSystem, clobber=True)
+    attach("apb-flaky", fs=FlakyFileSystem())
+    FlakyFileSystem.errors = [
+        TimeoutError("read timed out"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        PermissionError(13, "Access Denied"),
+    ]
+    for expected in (TimeoutError, ConnectionResetError, PermissionError):
+        with pytest.raises(expected) as info:
+            build_request_set("apb-flaky://bucket/requests.jsonl")
+        assert not isinstance(info.value, InvalidRequestSetError)

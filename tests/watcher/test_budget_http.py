@@ -7,20 +7,23 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from helpers_watcher import request_kinds, run_triggers
 
 from airflow_provider_batches.budget import budget_for
 from airflow_provider_batches.clients import aclose_shared_clients
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.testing import FakeBatchesServer, Fault
+from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
 
 def test_sync_threads_and_async_tasks_under_the_budget_receive_no_429(
     fake: FakeBatchesServer, set_connection: Callable[..., None]
 ) -> None:
-    """64 requests, 4 more than a minute's burst, from threads and a loop at once: the budget
-    (60/min, the fake's limit) spaces the last ones, so the fake never answers 429."""
-    fake.set_rate_limit(60)
-    set_connection("budget_60", fake.base_url, max_retries=0, max_requests_per_minute=60)
+    """64 requests from threads and a loop at once, against a fake enforcing 600 a minute as
+    10 a second (a bucket of one second's worth): the budget (600/min) lets 10 out at once and
+    spaces the rest, so the fake never answers 429."""
+    fake.set_rate_limit(600, burst=10)
+    set_connection("budget_60", fake.base_url, max_retries=0, max_requests_per_minute=600)
     batch = fake.create_batch(num_requests=1, ends_after=None)
     errors: list[BaseException] = []
 
@@ -45,6 +48,30 @@ def test_sync_threads_and_async_tasks_under_the_budget_receive_no_429(
         thread.join()
     assert errors == []
     assert fake.request_count() == 64
+    assert fake.rate_limited == 0
+
+
+@pytest.mark.parametrize("limit_headers", [True, False], ids=["headers", "no-headers"])
+async def test_many_waits_through_the_watcher_receive_no_429_from_a_one_second_window(
+    fake: FakeBatchesServer, set_connection: Callable[..., None], limit_headers: bool
+) -> None:
+    """200 waits of new batches and 6 of old ones behind 8,000 others, on a fake enforcing the
+    configured 120 a minute as 2 a second, with or without rate-limit headers: the first cycle
+    pages back 9 pages, later ones read a page and retrieve the 6 old batches at once; the
+    budget spaces them all, so no request is answered 429."""
+    fake.set_rate_limit(120, burst=2, limit_headers=limit_headers)
+    set_connection("short_window", fake.base_url, max_retries=3, max_requests_per_minute=120)
+    old = [fake.create_batch(num_requests=1, ends_after=8.0)["id"] for _ in range(6)]
+    fake.create_batches_bulk(8000, 0.0, 0.0)
+    new = fake.create_batches_bulk(200, 0.5, 4.0)["ids"]
+    triggers = [MessageBatchTrigger(b, "short_window", poll_interval=0.5) for b in [*old, *new]]
+    try:
+        events = await run_triggers(triggers, timeout=120)
+    finally:
+        await aclose_shared_clients()
+    assert all(len(e) == 1 and e[0]["status"] == "success" for e in events)
+    kinds = request_kinds(fake)
+    assert kinds["retrieve"] >= 6, f"the old batches were retrieved together: {kinds}"
     assert fake.rate_limited == 0
 
 
