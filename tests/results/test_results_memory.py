@@ -1,5 +1,7 @@
 """Reading and writing results holds constant memory: peak RSS growth while 50,000 lines
-(about 100 MB) stream through is far below the file's size. Measured in a fresh subprocess."""
+(about 100 MB) stream through is far below the file's size; a hostile server (a line repeated
+forever, endless blank lines, a gzip bomb of blank lines) ends the read with an error before it
+costs memory. Measured in a fresh subprocess."""
 
 from __future__ import annotations
 
@@ -32,4 +34,19 @@ def test_peak_rss_growth_is_bounded(mode: str, tmp_path: Path) -> None:
     if mode == "write":
         stored = next((tmp_path / "big").iterdir()) / "results.jsonl"
         assert stored.stat().st_size == measured["bytes"] > 90 * 1024 * 1024
+    assert measured["growth"] < MAX_GROWTH, f"{measured['growth'] / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["repeat", "blank", "gzip"])
+def test_a_hostile_stream_ends_before_it_costs_memory(kind: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROBE), "hostile", kind],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["error"] == "OverlongResultsError", measured
     assert measured["growth"] < MAX_GROWTH, f"{measured['growth'] / 2**20:.1f} MiB"
