@@ -296,8 +296,7 @@ def _send_loop(
         try:
             if isinstance(mode, _Whole):
                 reply = _exchange(client, settings, request, timeout)
-                budget.observe(settings, reply.status_code, reply.headers)
-                outcome = attempts.after_response(reply, mode.parse)
+                outcome = _after_whole(settings, attempts, reply, mode.parse)
                 if not isinstance(outcome, _Retry):
                     yield outcome
                     return
@@ -375,8 +374,7 @@ async def _asend_loop(
                                 yield item
             if reply is not None and isinstance(mode, _Whole):
                 # Outside the gate: parsing holds no connection.
-                budget.observe(settings, reply.status_code, reply.headers)
-                outcome = attempts.after_response(reply, mode.parse)
+                outcome = _after_whole(settings, attempts, reply, mode.parse)
                 if not isinstance(outcome, _Retry):
                     yield outcome
                     return
@@ -386,6 +384,16 @@ async def _asend_loop(
         if retry is None:
             return
         await asyncio.sleep(retry.delay)
+
+
+def _after_whole(
+    settings: ClientSettings,
+    attempts: Attempts,
+    reply: Reply,
+    parse: Callable[[Reply, ApiRequest, str], T],
+) -> T | _Retry:
+    budget.observe(settings, reply.status_code, reply.headers)
+    return attempts.after_response(reply, parse)
 
 
 def _stream_attempt(
@@ -413,9 +421,7 @@ def _stream_attempt(
         except (httpx.HTTPError, zlib.error) as exc:
             yield _after_break(attempts, stream, exc)
             return
-        retry = _after_end(attempts, stream)
-        if retry is not None:
-            yield retry
+        yield from _after_end(attempts, stream)
     finally:
         response.close()
 
@@ -446,8 +452,7 @@ async def _astream_attempt(
         except (httpx.HTTPError, zlib.error) as exc:
             yield _after_break(attempts, stream, exc)
             return
-        retry = _after_end(attempts, stream)
-        if retry is not None:
+        for retry in _after_end(attempts, stream):
             yield retry
     finally:
         await response.aclose()
@@ -463,15 +468,15 @@ def _after_break(attempts: Attempts, stream: BodyStream[Any], exc: Exception) ->
     return attempts.after_short_body(stream.head, "the compressed body cannot be decoded")
 
 
-def _after_end(attempts: Attempts, stream: BodyStream[Any]) -> _Retry | None:
-    """A streamed body ended cleanly: ``None`` if complete, else ask again (a new stall after
+def _after_end(attempts: Attempts, stream: BodyStream[Any]) -> tuple[_Retry, ...]:
+    """A streamed body ended cleanly: nothing more if complete, else a retry (a new stall after
     progress)."""
     problem = stream.missing()
     if problem is None:
-        return None
+        return ()
     if stream.items:
         attempts.after_progress()
-    return attempts.after_short_body(stream.head, problem)
+    return (attempts.after_short_body(stream.head, problem),)
 
 
 async def _aread_within(
