@@ -2,22 +2,29 @@
 
 httpx would decode a gzip body in one piece per network chunk: 64 KB of a gzip bomb become tens
 of MB before any check could run. The body is read raw instead and decompressed here with a
-bounded output size, so a hostile answer costs at most the cap (plus one network chunk).
+bounded output size (:class:`BodyDecoder`, also used for streamed bodies), so a hostile answer
+costs at most the cap (plus one network chunk).
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-#: What the request says it accepts; exactly the encodings :class:`_BoundedBody` decodes.
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+#: What the request says it accepts; exactly the encodings :class:`BodyDecoder` decodes.
 ACCEPT_ENCODING = "gzip, deflate"
 #: Most of an error body ever read: the API's error JSON is a few hundred bytes.
 ERROR_BODY_LIMIT = 64 * 1024
+#: Most decoded bytes a streamed body is handed at once: a gzip bomb is decoded piece by piece.
+STREAM_PIECE_BYTES = 64 * 1024
 _AUTO_GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS
 
 
@@ -47,6 +54,41 @@ def body_limit(status_code: int, max_response_bytes: int) -> int:
     )
 
 
+class BodyDecoder:
+    """Undoes a response's ``content-encoding`` (gzip, deflate or none) a bounded piece at a
+    time: whatever a chunk decodes to, no piece is longer than asked for.
+
+    ``problem`` names an encoding this client does not accept (nothing is decoded then); a body
+    that does not decode raises ``zlib.error``.
+    """
+
+    def __init__(self, content_encoding: str) -> None:
+        encoding = content_encoding.strip().lower()
+        self.problem: str | None = None
+        self._zlib: zlib._Decompress | None = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            self._zlib = zlib.decompressobj(_AUTO_GZIP_OR_ZLIB)
+        elif encoding not in ("", "identity"):
+            self.problem = f"content-encoding {encoding[:40]!r} is not one this client accepts"
+
+    def pieces(self, chunk: bytes, max_piece: int) -> Iterator[bytes]:
+        """The decoded bytes of one raw chunk, in pieces of at most ``max_piece`` bytes."""
+        if self._zlib is None:
+            for start in range(0, len(chunk), max_piece):
+                yield chunk[start : start + max_piece]
+            return
+        pending = chunk
+        while pending:
+            piece = self._zlib.decompress(pending, max_piece)
+            pending = self._zlib.unconsumed_tail
+            if piece:
+                yield piece
+
+    def flush(self) -> bytes:
+        """What the decoder still holds once the body has ended (a few bytes at most)."""
+        return self._zlib.flush() if self._zlib is not None else b""
+
+
 class _BoundedBody:
     """Decodes raw chunks into at most ``limit`` bytes; reports the first problem met."""
 
@@ -54,27 +96,17 @@ class _BoundedBody:
         self.response = response
         self.limit = limit
         self.data = bytearray()
-        self.problem: str | None = None
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        self.decoder: zlib._Decompress | None = None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            self.decoder = zlib.decompressobj(_AUTO_GZIP_OR_ZLIB)
-        elif encoding not in ("", "identity"):
-            self.problem = f"content-encoding {encoding[:40]!r} is not one this client accepts"
+        self.decoder = BodyDecoder(response.headers.get("content-encoding", ""))
+        self.problem: str | None = self.decoder.problem
 
     def feed(self, chunk: bytes) -> bool:
         """Add one raw chunk; ``False`` once reading further is pointless."""
         if self.problem:
             return False
-        if self.decoder is None:
-            return self._append(chunk)
-        pending = chunk
         try:
-            while pending:
-                room = self.limit - len(self.data)
-                if not self._append(self.decoder.decompress(pending, room + 1)):
+            for piece in self.decoder.pieces(chunk, self.limit - len(self.data) + 1):
+                if not self._append(piece):
                     return False
-                pending = self.decoder.unconsumed_tail
         except zlib.error:
             self.problem = "the compressed body cannot be decoded"
             return False
@@ -89,7 +121,7 @@ class _BoundedBody:
         return True
 
     def reply(self) -> Reply:
-        if self.decoder is not None and not self.problem:
+        if not self.problem:
             try:
                 self._append(self.decoder.flush())
             except zlib.error:
@@ -123,3 +155,72 @@ async def aread_reply(response: httpx.Response, max_response_bytes: int) -> Repl
         if not body.feed(chunk):
             break
     return body.reply()
+
+
+class StreamedBody(Protocol[T_co]):
+    """What a streaming call makes of its 2xx bodies: one object across every attempt.
+
+    Its methods may raise to end the call at once (a line that is not valid, too many lines):
+    an error about the content, which sending again would not fix.
+    """
+
+    def start(self) -> None:
+        """A 2xx body starts (again, after a failure): forget any unfinished line."""
+
+    def feed(self, piece: bytes) -> Iterable[T_co]:
+        """The body's next decoded bytes; returns the items they complete."""
+
+    def finish(self) -> Iterable[T_co]:
+        """The body has ended cleanly; returns what its end completes (a last line)."""
+
+    @property
+    def lines_read(self) -> int:
+        """Lines of the current body read so far, whether or not they made an item."""
+
+    def missing(self) -> str | None:
+        """After a clean end, what is still missing (asked for again), or ``None``: complete."""
+
+
+class BodyStream(Generic[T]):
+    """One 2xx body on its way into a :class:`StreamedBody`: decoded in bounded pieces, on a
+    stall clock (``timeout`` seconds without a new line raise ``httpx.ReadTimeout``), counting
+    the items it gave. ``problem``: an encoding that cannot be decoded (nothing is read)."""
+
+    def __init__(self, body: StreamedBody[T], response: httpx.Response, timeout: float) -> None:
+        self.head = Reply(response.status_code, response.headers, b"", response.reason_phrase)
+        self._body = body
+        self._decoder = BodyDecoder(response.headers.get("content-encoding", ""))
+        self.problem = self._decoder.problem
+        self._timeout = timeout
+        self._lines = body.lines_read
+        self._line_due = time.monotonic() + timeout
+        #: Items this body gave: progress.
+        self.items = 0
+        body.start()
+
+    def feed(self, chunk: bytes) -> Iterator[T]:
+        """The items a raw chunk completes; raises ``zlib.error`` for a body that cannot be
+        decoded."""
+        for piece in self._decoder.pieces(chunk, STREAM_PIECE_BYTES):
+            for item in self._body.feed(piece):
+                self.items += 1
+                yield item
+        self._check_stall()
+
+    def finish(self) -> Iterator[T]:
+        for item in (*self._body.feed(self._decoder.flush()), *self._body.finish()):
+            self.items += 1
+            yield item
+
+    def missing(self) -> str | None:
+        return self.problem or self._body.missing()
+
+    def _check_stall(self) -> None:
+        # Checked once the items were taken: the caller's time with them is not a stall.
+        now = time.monotonic()
+        if self._body.lines_read != self._lines:
+            self._lines, self._line_due = self._body.lines_read, now + self._timeout
+        elif now >= self._line_due:
+            raise httpx.ReadTimeout(
+                f"the body gave no new line for {self._timeout:g} s (the connection's timeout)"
+            )

@@ -319,6 +319,74 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_importing_every_provider_module_loads_no_test_tooling",
         ),
     ),
+    Mutant(
+        "a results read skips a line repeated forever without limit",
+        "results/lines.py",
+        "        return self.blank_lines + self.duplicate_lines\n",
+        "        return self.blank_lines\n",
+        (
+            "tests/results/test_results_bounds.py::test_a_line_repeated_forever_ends_with_a_clear_error",
+        ),
+    ),
+    Mutant(
+        "a results read skips blank lines without limit",
+        "results/lines.py",
+        "        return self.blank_lines + self.duplicate_lines\n",
+        "        return self.duplicate_lines\n",
+        ("tests/results/test_results_bounds.py::test_blank_lines_forever_end_with_a_clear_error",),
+    ),
+    Mutant(
+        "a results read accepts more distinct custom_ids than the batch has requests",
+        "results/lines.py",
+        "        if served_in is None and self.yielded >= self.expected:\n",
+        "        if False:\n",
+        (
+            "tests/results/test_result_models.py::"
+            "test_cursor_skips_repeated_ids_and_refuses_more_ids_than_requests",
+        ),
+    ),
+    Mutant(
+        "a streamed body may drip bytes forever without a new line",
+        "response_body.py",
+        "        elif now >= self._line_due:\n",
+        "        elif False:\n",
+        (
+            "tests/results/test_results_bounds.py::test_a_drip_that_never_completes_a_line_times_out",
+        ),
+    ),
+    Mutant(
+        "a streamed body is decoded whole, whatever it decompresses to",
+        "response_body.py",
+        "            piece = self._zlib.decompress(pending, max_piece)\n",
+        "            piece = self._zlib.decompress(pending)\n",
+        (
+            "tests/results/test_results_bounds.py::test_decoding_never_makes_a_piece_longer_than_asked",
+        ),
+    ),
+    Mutant(
+        "streaming: progress does not reset the attempt count",
+        "transport.py",
+        "            self.attempt = 0\n",
+        "            pass\n",
+        ("tests/results/test_results_bounds.py::test_progress_restarts_the_retry_count",),
+    ),
+    Mutant(
+        "streaming: a body that keeps breaking after progress is resumed forever",
+        "transport.py",
+        "        if self.resumes < MAX_STREAM_RESUMES:\n",
+        "        if True:\n",
+        (
+            "tests/results/test_results_bounds.py::"
+            "test_a_stream_that_keeps_breaking_after_progress_is_resumed_a_bounded_number_of_times",
+        ),
+    ),
+    Mutant(
+        "the manifest does not report the duplicate lines dropped",
+        "results/manifest.py",
+        '            "duplicate_lines_dropped": counts.duplicate_lines,\n',
+        '            "duplicate_lines_dropped": 0,\n',
+        ("tests/results/test_results_bounds.py::test_the_manifest_counts_the_lines_dropped",),
+    ),
 )
 
 

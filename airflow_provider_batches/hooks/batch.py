@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -173,10 +174,13 @@ class MessageBatchHook(BaseHook):
         that breaks is resumed without losing or repeating a line. The API key goes only to the
         connection's host, or to ``allowed_results_hosts`` / the ``results_hosts`` extra.
         """
-        from airflow_provider_batches.results.stream import iter_batch_results
+        from airflow_provider_batches.results.lines import line_bound
+        from airflow_provider_batches.results.reader import iter_result_lines
 
-        for line in iter_batch_results(
-            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        bound = line_bound(max_line_bytes)
+        ended = batch if isinstance(batch, MessageBatch) else self.retrieve_batch(batch)
+        for line in iter_result_lines(
+            self.settings, ended, allowed_results_hosts=allowed_results_hosts, max_line_bytes=bound
         ):
             yield line.result
 
@@ -188,12 +192,18 @@ class MessageBatchHook(BaseHook):
         max_line_bytes: int | None = None,
     ) -> AsyncIterator[BatchResult]:
         """Async :meth:`iter_results`, on the event loop's shared connection pool."""
-        from airflow_provider_batches.results.stream import aiter_batch_results
+        from airflow_provider_batches.results.lines import line_bound
+        from airflow_provider_batches.results.reader import aiter_result_lines
 
-        async for line in aiter_batch_results(
-            self, batch, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
-        ):
-            yield line.result
+        bound = line_bound(max_line_bytes)
+        ended = batch if isinstance(batch, MessageBatch) else await self.aretrieve_batch(batch)
+        settings = await self.asettings()
+        lines = aiter_result_lines(
+            settings, ended, allowed_results_hosts=allowed_results_hosts, max_line_bytes=bound
+        )
+        async with aclosing(lines):  # stopping early frees the stream's connection at once
+            async for line in lines:
+                yield line.result
 
     async def acancel_batch(self, batch_id: str) -> MessageBatch:
         """Async :meth:`cancel_batch`."""

@@ -5,13 +5,19 @@ from __future__ import annotations
 from airflow_provider_batches.results.errors import (
     IncompleteResultsError,
     InvalidResultLineError,
+    OverlongResultsError,
     ResultLineTooLargeError,
     ResultsError,
     ResultsHostNotAllowedError,
     ResultsNotReadyError,
     ResultsUnavailableError,
 )
-from airflow_provider_batches.results.lines import DEFAULT_MAX_LINE_BYTES, ResultLine
+from airflow_provider_batches.results.lines import (
+    DEFAULT_MAX_LINE_BYTES,
+    MAX_SKIPPED_LINES,
+    ReadCounts,
+    ResultLine,
+)
 from airflow_provider_batches.results.models import (
     BatchResult,
     CanceledResult,
@@ -27,6 +33,7 @@ from airflow_provider_batches.results.models import (
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
+    "MAX_SKIPPED_LINES",
     "BatchResult",
     "CanceledResult",
     "ErrorEnvelope",
@@ -35,6 +42,8 @@ __all__ = [
     "IncompleteResultsError",
     "InvalidResultLineError",
     "Message",
+    "OverlongResultsError",
+    "ReadCounts",
     "ResultLine",
     "ResultLineTooLargeError",
     "ResultsError",

@@ -36,4 +36,10 @@ class ResultLineTooLargeError(ResultsError, AirflowFailException, ValueError):
 
 
 class IncompleteResultsError(ResultsError):
-    """The results ended before every request of the batch had a line, or had more lines."""
+    """The results ended before every request of the batch had a line (or, as
+    :class:`OverlongResultsError`, had more lines)."""
+
+
+class OverlongResultsError(IncompleteResultsError):
+    """The results stream sent more than a batch's results: more distinct ``custom_id``s than
+    the batch has requests, or more blank or repeated lines than a read allows."""

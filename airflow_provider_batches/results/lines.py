@@ -1,23 +1,26 @@
-"""From response chunks to checked, de-duplicated results lines; shared by both readers.
+"""From a results body's bytes to checked, de-duplicated results lines, with bounds.
 
-Nothing here does I/O: the sync and async readers feed chunks in and get lines out, so the two
-differ only in how they send requests and sleep.
+Nothing here does I/O: the transport's streaming mode (sync and async alike) feeds decoded
+pieces of each response in and gets lines out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from airflow_provider_batches.results.errors import (
-    IncompleteResultsError,
     InvalidResultLineError,
+    OverlongResultsError,
     ResultLineTooLargeError,
 )
 from airflow_provider_batches.results.models import BatchResult, parse_result_line
 
 #: Default bound on one results line. A long answer with its JSON escaping stays far below it.
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+#: Lines one read may skip that are not results of their own: blank lines, and lines repeating a
+#: ``custom_id`` served earlier in the same response. A correct results file has none.
+MAX_SKIPPED_LINES = 10
 
 
 @dataclass(frozen=True)
@@ -77,30 +80,67 @@ def _too_large(size: int, limit: int, *, unfinished: bool = False) -> ResultLine
 
 
 @dataclass
-class ResultsCursor:
-    """What a read of one batch's results has yielded so far, across every (re)request.
+class ReadCounts:
+    """What one read of a batch's results skipped; reported in the manifest.
 
-    Results come in no guaranteed order, so a resumed read skips each ``custom_id`` already
-    yielded. Each id is kept as a 16-byte digest: 100,000 ids cost a few MB whatever their length.
+    ``duplicate_lines``: lines whose ``custom_id`` was already served earlier in the same
+    response (the first line of each id is kept); ``blank_lines``: lines of whitespace only;
+    ``resumes``: responses after the first, asked for after a break (their lines already read
+    are skipped, and counted in neither).
     """
 
-    batch_id: str
-    expected: int
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    yielded: int = 0
-    duplicates: int = 0
-    _seen: set[bytes] = field(default_factory=set, repr=False)
-    _splitter: LineSplitter | None = field(default=None, repr=False)
-    _line_number: int = 0
+    duplicate_lines: int = 0
+    blank_lines: int = 0
+    resumes: int = 0
 
-    def start_response(self) -> None:
+    @property
+    def skipped_lines(self) -> int:
+        return self.blank_lines + self.duplicate_lines
+
+
+class ResultsCursor:
+    """One read of a batch's results, across every (re)request: the transport's
+    :class:`~airflow_provider_batches.response_body.StreamedBody` for results lines.
+
+    Results come in no guaranteed order, so a resumed read skips each ``custom_id`` already
+    yielded. Each id is kept as a 16-byte digest: 100,000 ids cost a few MB whatever their
+    length. A stream that sends more than the batch's results ends the read with
+    :class:`OverlongResultsError`: more distinct ``custom_id``s than the batch has requests, or
+    more than :data:`MAX_SKIPPED_LINES` blank or repeated lines in all.
+    """
+
+    def __init__(
+        self,
+        batch_id: str,
+        expected: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        counts: ReadCounts | None = None,
+    ) -> None:
+        self.batch_id = batch_id
+        self.expected = expected
+        self.max_line_bytes = max_line_bytes
+        self.counts = ReadCounts() if counts is None else counts
+        self.yielded = 0
+        #: Digest of each custom_id -> number of the response that served it last.
+        self._seen: dict[bytes, int] = {}
+        self._response = 0
+        self._splitter = LineSplitter(max_line_bytes)
+        self._line_number = 0
+
+    @property
+    def lines_read(self) -> int:
+        return self._line_number
+
+    def start(self) -> None:
         """A new response starts: drop any unfinished line of the previous one."""
+        self._response += 1
+        if self._response > 1:
+            self.counts.resumes += 1
         self._splitter = LineSplitter(self.max_line_bytes)
         self._line_number = 0
 
-    def feed(self, chunk: bytes) -> list[ResultLine]:
-        assert self._splitter is not None, "start_response() first"
-        return self._accept(self._splitter.feed(chunk))
+    def feed(self, piece: bytes) -> list[ResultLine]:
+        return self._accept(self._splitter.feed(piece))
 
     def finish(self) -> list[ResultLine]:
         """The response ended cleanly: its last line may lack the newline.
@@ -108,34 +148,68 @@ class ResultsCursor:
         Such a last line that does not parse was cut short (a proxy ending the body early):
         it is dropped, and the read stays incomplete so that it is asked for again.
         """
-        assert self._splitter is not None, "start_response() first"
+        tail = self._splitter.finish()
+        if not tail:
+            return []  # the body ended with its last newline, as it should
         try:
-            return self._accept([self._splitter.finish()])
+            return self._accept([tail])
         except InvalidResultLineError:
             return []
 
-    @property
-    def complete(self) -> bool:
-        return len(self._seen) >= self.expected
+    def missing(self) -> str | None:
+        if self.yielded >= self.expected:
+            return None
+        return f"the results ended after {self.yielded} of the batch's {self.expected} lines"
 
     def _accept(self, raws: list[bytes]) -> list[ResultLine]:
         accepted: list[ResultLine] = []
         for raw in raws:
             self._line_number += 1
             if not raw.strip():
-                continue
-            result = parse_result_line(raw, self._line_number)
-            key = hashlib.blake2b(result.custom_id.encode(), digest_size=16).digest()
-            if key in self._seen:
-                self.duplicates += 1
-                continue
-            if len(self._seen) >= self.expected:
-                raise IncompleteResultsError(
-                    f"The results of batch {self.batch_id} have more distinct custom_ids than "
-                    f"the batch's {self.expected} requests; the results endpoint is not serving "
-                    "this batch's results."
-                )
-            self._seen.add(key)
-            self.yielded += 1
-            accepted.append(ResultLine(raw, result))
+                self.counts.blank_lines += 1
+            else:
+                line = self._first_of_its_id(raw)
+                if line is not None:
+                    accepted.append(line)
+            if self.counts.skipped_lines > MAX_SKIPPED_LINES:
+                raise self._overlong()
         return accepted
+
+    def _first_of_its_id(self, raw: bytes) -> ResultLine | None:
+        """The line, unless its custom_id was served before (counted if in this response)."""
+        result = parse_result_line(raw, self._line_number)
+        key = hashlib.blake2b(result.custom_id.encode(), digest_size=16).digest()
+        served_in = self._seen.get(key)
+        if served_in == self._response:
+            self.counts.duplicate_lines += 1
+            return None
+        if served_in is None and self.yielded >= self.expected:
+            raise OverlongResultsError(
+                f"The results of batch {self.batch_id} have more distinct custom_ids than "
+                f"the batch's {self.expected} requests; the results endpoint is not serving "
+                "this batch's results."
+            )
+        self._seen[key] = self._response
+        if served_in is not None:
+            return None  # read again after a resume: yielded already
+        self.yielded += 1
+        return ResultLine(raw, result)
+
+    def _overlong(self) -> OverlongResultsError:
+        counts = self.counts
+        return OverlongResultsError(
+            f"The results of batch {self.batch_id} have {counts.blank_lines} blank lines and "
+            f"{counts.duplicate_lines} lines repeating a custom_id earlier in the same "
+            f"response, more than the {MAX_SKIPPED_LINES} such lines a read allows (a results "
+            "file has one line per request): the results endpoint is not serving this batch's "
+            "results as it should. Try again later; if it persists, report it with the batch id."
+        )
+
+
+def line_bound(max_line_bytes: int | None) -> int:
+    """The bound on one line: ``max_line_bytes``, checked, or the default."""
+    if max_line_bytes is None:
+        return DEFAULT_MAX_LINE_BYTES
+    if type(max_line_bytes) is not int or max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be a positive integer, got {max_line_bytes!r}.")
+    return max_line_bytes

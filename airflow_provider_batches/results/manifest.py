@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.results.lines import ReadCounts
 from airflow_provider_batches.results.models import BatchResult, ErroredResult, SucceededResult
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,11 @@ class ManifestBuilder:
                 self.errored_ids.append(result.custom_id)
 
     def build(
-        self, batch: MessageBatch, prefix: str, files: dict[str, dict[str, Any]]
+        self,
+        batch: MessageBatch,
+        prefix: str,
+        files: dict[str, dict[str, Any]],
+        counts: ReadCounts,
     ) -> dict[str, Any]:
         return {
             "format": MANIFEST_FORMAT,
@@ -70,6 +75,9 @@ class ManifestBuilder:
             "usage": dict(self.usage),
             "error_types": dict(sorted(self.error_types.items())),
             "errored_custom_ids": list(self.errored_ids),
+            "duplicate_lines_dropped": counts.duplicate_lines,
+            "blank_lines_dropped": counts.blank_lines,
+            "resumes": counts.resumes,
             "written_at": datetime.now(timezone.utc).isoformat(),
         }
 

@@ -1,25 +1,21 @@
-"""Stream a batch's results from its ``results_url``, sync and async, in constant memory.
+"""Stream a batch's results from its ``results_url``, sync and async, in bounded memory.
 
-Both readers share the checks (:func:`results_url_for`), the retry decisions (the transport's
-:class:`~airflow_provider_batches.transport.Attempts`) and the line handling
-(:class:`~airflow_provider_batches.results.lines.ResultsCursor`). A read that breaks
-mid-stream asks again and skips the ``custom_id``s it already yielded.
+The checks before any request are :func:`results_url_for`; the request goes through the
+transport's one send loop in streaming mode (retries, resumes after a break, a stall clock,
+bounded decoding), and :class:`~airflow_provider_batches.results.lines.ResultsCursor` turns the
+bytes into lines: checked, each ``custom_id`` once, with bounds on what a stream may send.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator
+from contextlib import aclosing, contextmanager
 from urllib.parse import urlsplit
 
-import httpx
-
-from airflow_provider_batches.clients import AsyncPool
-from airflow_provider_batches.exceptions import APIError, APIStatusError
+from airflow_provider_batches.clients import shared_async_pool, shared_sync_client
+from airflow_provider_batches.exceptions import APIStatusError, InvalidResponseError
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.response_body import Reply
 from airflow_provider_batches.results.errors import (
     IncompleteResultsError,
     ResultsHostNotAllowedError,
@@ -27,24 +23,29 @@ from airflow_provider_batches.results.errors import (
     ResultsUnavailableError,
 )
 from airflow_provider_batches.results.lines import (
-    DEFAULT_MAX_LINE_BYTES,
+    ReadCounts,
     ResultLine,
     ResultsCursor,
+    line_bound,
 )
 from airflow_provider_batches.settings import ClientSettings, is_loopback_host
-from airflow_provider_batches.transport import ApiRequest, Attempts, invalid_response, redact
+from airflow_provider_batches.transport import (
+    ApiRequest,
+    asend_streaming,
+    redact,
+    send_streaming,
+)
 
-#: How much of an error response's body is read to build the error.
-MAX_ERROR_BODY_BYTES = 64 * 1024
 _ACCEPT = "application/x-jsonl, application/octet-stream;q=0.9, */*;q=0.8"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def results_url_for(
-    settings: ClientSettings, batch: MessageBatch, allowed_hosts: Collection[str] = ()
+    settings: ClientSettings, batch: MessageBatch, allowed_results_hosts: Collection[str] = ()
 ) -> str:
     """The batch's ``results_url``, once checked: ended, not archived, and a host that may
-    receive the API key (the connection's own, or one in ``allowed_hosts``)."""
+    receive the API key (the connection's own, one of its ``results_hosts`` extra, or one in
+    ``allowed_results_hosts``)."""
     if not batch.is_ended or not batch.results_url:
         raise ResultsNotReadyError(
             f"Batch {batch.id} has no results yet (processing_status="
@@ -57,6 +58,7 @@ def results_url_for(
             "and can no longer be downloaded (results are kept 29 days after creation)."
         )
     url = batch.results_url
+    allowed_hosts = (*settings.results_hosts, *allowed_results_hosts)
     if not _same_origin(url, settings.base_url) and not _allowed(url, allowed_hosts):
         shown = redact(urlsplit(url)._replace(query="", fragment="").geturl(), settings.api_key)
         raise ResultsHostNotAllowedError(
@@ -100,141 +102,63 @@ def _allowed(url: str, allowed_hosts: Collection[str]) -> bool:
     return False
 
 
-def _headers(settings: ClientSettings) -> dict[str, str]:
-    return {**settings.headers(), "accept": _ACCEPT}
-
-
-def _status_error(attempts: Attempts, response: httpx.Response, body: bytes) -> float:
-    """Seconds to wait before asking again; raises when the status is not worth a retry."""
-    reply = Reply(response.status_code, response.headers, body, response.reason_phrase)
-    try:
-        outcome = attempts.after_response(reply)
-    except APIStatusError as error:
-        if error.status_code is not None and 400 <= error.status_code < 500:
-            raise _unavailable(error) from None
-        raise
-    return float(outcome.delay)
-
-
-def _unavailable(error: APIStatusError) -> ResultsUnavailableError:
-    return ResultsUnavailableError(
-        f"The API refused the results of batch {error.batch_id}: {error}. A 4xx here is not "
-        "retried: the batch may be unknown to this API key or workspace, archived, or deleted."
-    )
-
-
-def _incomplete(
-    attempts: Attempts, response: httpx.Response, cursor: ResultsCursor, before: int
-) -> float:
-    _note_progress(attempts, cursor, before)
-    problem = f"the results ended after {cursor.yielded} of the batch's {cursor.expected} lines"
-    error = invalid_response(response, attempts.request, attempts.settings.api_key, problem)
-    try:
-        return float(attempts._retry_or_raise(error, None, retryable=True).delay)
-    except APIError as final:
-        raise IncompleteResultsError(
-            f"Batch {cursor.batch_id}: {problem}, even after {final.attempts} requests."
-        ) from None
-
-
 def iter_result_lines(
-    client: httpx.Client,
     settings: ClientSettings,
     batch: MessageBatch,
     *,
-    allowed_hosts: Collection[str] = (),
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    allowed_results_hosts: Collection[str] = (),
+    max_line_bytes: int | None = None,
+    counts: ReadCounts | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[ResultLine]:
-    """Every results line of ``batch`` once, resuming after transient failures."""
-    url = results_url_for(settings, batch, allowed_hosts)
-    attempts = Attempts(settings, ApiRequest("GET", url, batch.id), _unused_parse)
-    cursor = ResultsCursor(batch.id, batch.total_requests, max_line_bytes)
-    while True:
-        before = cursor.yielded
-        try:
-            with client.stream("GET", url, headers=_headers(settings)) as response:
-                if not response.is_success:
-                    delay = _status_error(attempts, response, _read_bounded(response))
-                else:
-                    cursor.start_response()
-                    for chunk in response.iter_bytes():
-                        yield from cursor.feed(chunk)
-                    yield from cursor.finish()
-                    if cursor.complete:
-                        return
-                    delay = _incomplete(attempts, response, cursor, before)
-        except httpx.HTTPError as exc:
-            delay = _after_transport_error(attempts, exc, cursor, before)
-        sleep(delay)
+    """Every results line of the ended ``batch`` once, resuming after transient failures;
+    ``counts`` (if given) receives what the read skipped."""
+    cursor = ResultsCursor(batch.id, batch.total_requests, line_bound(max_line_bytes), counts)
+    request = _results_request(settings, batch, allowed_results_hosts)
+    with _as_results_errors(cursor):
+        yield from send_streaming(shared_sync_client(settings), settings, request, cursor, sleep)
 
 
 async def aiter_result_lines(
-    pool: AsyncPool,
     settings: ClientSettings,
     batch: MessageBatch,
     *,
-    allowed_hosts: Collection[str] = (),
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-) -> AsyncIterator[ResultLine]:
+    allowed_results_hosts: Collection[str] = (),
+    max_line_bytes: int | None = None,
+    counts: ReadCounts | None = None,
+) -> AsyncGenerator[ResultLine, None]:
     """Async :func:`iter_result_lines` on the loop's shared pool (one of its connections)."""
-    url = results_url_for(settings, batch, allowed_hosts)
-    attempts = Attempts(settings, ApiRequest("GET", url, batch.id), _unused_parse)
-    cursor = ResultsCursor(batch.id, batch.total_requests, max_line_bytes)
-    while True:
-        before = cursor.yielded
-        try:
-            async with (
-                pool.gate,
-                pool.client.stream("GET", url, headers=_headers(settings)) as response,
-            ):
-                if not response.is_success:
-                    body = await _aread_bounded(response)
-                    delay = _status_error(attempts, response, body)
-                else:
-                    cursor.start_response()
-                    async for chunk in response.aiter_bytes():
-                        for line in cursor.feed(chunk):
-                            yield line
-                    for line in cursor.finish():
-                        yield line
-                    if cursor.complete:
-                        return
-                    delay = _incomplete(attempts, response, cursor, before)
-        except httpx.HTTPError as exc:
-            delay = _after_transport_error(attempts, exc, cursor, before)
-        await asyncio.sleep(delay)
+    cursor = ResultsCursor(batch.id, batch.total_requests, line_bound(max_line_bytes), counts)
+    request = _results_request(settings, batch, allowed_results_hosts)
+    pool = shared_async_pool(settings)
+    with _as_results_errors(cursor):
+        lines = asend_streaming(pool.client, pool.gate, settings, request, cursor)
+        async with aclosing(lines):
+            async for line in lines:
+                yield line
 
 
-def _after_transport_error(
-    attempts: Attempts, exc: httpx.HTTPError, cursor: ResultsCursor, before: int
-) -> float:
-    _note_progress(attempts, cursor, before)
-    return float(attempts.after_transport_error(exc).delay)
+def _results_request(
+    settings: ClientSettings, batch: MessageBatch, allowed_results_hosts: Collection[str]
+) -> ApiRequest:
+    url = results_url_for(settings, batch, allowed_results_hosts)
+    return ApiRequest("GET", url, batch.id, accept=_ACCEPT)
 
 
-def _note_progress(attempts: Attempts, cursor: ResultsCursor, before: int) -> None:
-    if cursor.yielded > before:
-        attempts.attempt = 0  # the retry budget is per stall, not per read of 100,000 lines
-
-
-def _read_bounded(response: httpx.Response) -> bytes:
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY_BYTES:
-            break
-    return bytes(body[:MAX_ERROR_BODY_BYTES])
-
-
-async def _aread_bounded(response: httpx.Response) -> bytes:
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY_BYTES:
-            break
-    return bytes(body[:MAX_ERROR_BODY_BYTES])
-
-
-def _unused_parse(response: Reply, request: ApiRequest, secret: str) -> Any:
-    raise AssertionError("results responses are streamed, not parsed whole")  # pragma: no cover
+@contextmanager
+def _as_results_errors(cursor: ResultsCursor) -> Iterator[None]:
+    """The transport's final errors, as the results errors they mean here."""
+    try:
+        yield
+    except APIStatusError as error:
+        if error.status_code is not None and 400 <= error.status_code < 500:
+            raise ResultsUnavailableError(
+                f"The API refused the results of batch {cursor.batch_id}: {error}. A 4xx here is "
+                "not retried: the batch may be unknown to this API key or workspace, archived, "
+                "or deleted."
+            ) from None
+        raise
+    except InvalidResponseError as error:
+        raise IncompleteResultsError(
+            f"Batch {cursor.batch_id}: {error.message}, even after {error.attempts} requests."
+        ) from None

@@ -1,8 +1,10 @@
 """Write a batch's results under ``<results_path>/<batch id>/`` through ``ObjectStoragePath``.
 
-``results.jsonl`` holds the lines as served; ``succeeded.jsonl`` and ``errored.jsonl`` are
-optional; ``manifest.json`` is written last as the commit marker. Object stores have no atomic
-rename, so a prefix without a trustworthy manifest is cleared (manifest first) and rewritten.
+``results.jsonl`` holds the first line served for each ``custom_id``, byte for byte, in the
+order read (blank and repeated lines are dropped and counted in the manifest); ``succeeded.jsonl``
+and ``errored.jsonl`` are optional; ``manifest.json`` is written last as the commit marker.
+Object stores have no atomic rename, so a prefix without a trustworthy manifest is cleared
+(manifest first) and rewritten.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.results.lines import ReadCounts, line_bound
 from airflow_provider_batches.results.manifest import (
     MANIFEST_NAME,
     RESULTS_NAME,
@@ -23,19 +26,26 @@ from airflow_provider_batches.results.manifest import (
     file_entry,
     verified_manifest,
 )
-from airflow_provider_batches.results.reader import results_url_for
-from airflow_provider_batches.results.stream import iter_batch_results, resolve_batch
+from airflow_provider_batches.results.reader import iter_result_lines, results_url_for
+from airflow_provider_batches.settings import ClientSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
-
-    from airflow_provider_batches.hooks.batch import MessageBatchHook
 
 log = logging.getLogger(__name__)
 
 #: Bytes gathered before one write; object stores upload in parts of ``_BLOCK_SIZE``.
 _FLUSH_BYTES = 1024 * 1024
 _BLOCK_SIZE = 8 * 1024 * 1024
+
+
+class BatchSource(Protocol):
+    """What :func:`write_results` needs of its hook (``MessageBatchHook`` is one)."""
+
+    @property
+    def settings(self) -> ClientSettings: ...
+
+    def retrieve_batch(self, batch_id: str) -> MessageBatch: ...
 
 
 class _HashingFile:
@@ -102,7 +112,7 @@ def _as_path(results_path: str | ObjectStoragePath) -> ObjectStoragePath:
 
 
 def write_results(
-    hook: MessageBatchHook,
+    hook: BatchSource,
     batch: str | MessageBatch,
     results_path: str | ObjectStoragePath,
     *,
@@ -118,24 +128,30 @@ def write_results(
     downloading anything unless ``overwrite``; anything else under the prefix is replaced.
     """
     batch_id = validate_batch_id(batch.id if isinstance(batch, MessageBatch) else batch)
+    bound = line_bound(max_line_bytes)
     prefix = _as_path(results_path) / batch_id
     if not overwrite:
         existing = verified_manifest(prefix, batch_id, split_by_type)
         if existing is not None:
             log.info("Results of batch %s are complete in %s; not downloading.", batch_id, prefix)
             return existing
-    ended = resolve_batch(hook, batch)
+    ended = batch if isinstance(batch, MessageBatch) else hook.retrieve_batch(batch)
     settings = hook.settings
-    results_url_for(settings, ended, (*settings.results_hosts, *allowed_results_hosts))
+    results_url_for(settings, ended, allowed_results_hosts)
     _clear(prefix)
     prefix.mkdir(parents=True, exist_ok=True)
     files = {"results": _HashingFile(prefix / RESULTS_NAME)}
     if split_by_type:
         files.update({kind: _HashingFile(prefix / name) for kind, name in TYPE_FILE_NAMES.items()})
     builder = ManifestBuilder()
+    counts = ReadCounts()
     try:
-        for line in iter_batch_results(
-            hook, ended, allowed_results_hosts=allowed_results_hosts, max_line_bytes=max_line_bytes
+        for line in iter_result_lines(
+            settings,
+            ended,
+            allowed_results_hosts=allowed_results_hosts,
+            max_line_bytes=bound,
+            counts=counts,
         ):
             files["results"].add(line.raw)
             kind_file = files.get(line.result.type) if split_by_type else None
@@ -147,7 +163,7 @@ def write_results(
             stored.abort()
         raise
     entries = {key: stored.close() for key, stored in files.items()}
-    manifest = builder.build(ended, str(prefix), entries)
+    manifest = builder.build(ended, str(prefix), entries, counts)
     (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
     counts = manifest["line_counts"]
     log.info(

@@ -1,6 +1,9 @@
 """Run in a subprocess by test_results_memory: stream a large fake batch, print peak RSS growth.
 
-Usage: python memory_probe.py MODE LINES RESPONSE_CHARS OUT_DIR, MODE in iter, aiter, write.
+Usage: python memory_probe.py MODE LINES RESPONSE_CHARS OUT_DIR, MODE in iter, aiter, write;
+or python memory_probe.py hostile KIND: a 2-request batch whose server sends KIND (repeat: one
+line forever; blank: blank lines forever; gzip: a gzip bomb of blank lines) until it has sent
+CAP bytes; prints the error the read ended with and the peak RSS growth.
 """
 
 from __future__ import annotations
@@ -37,7 +40,47 @@ class PeakRss:
         return self.peak - self.baseline
 
 
+#: Bytes the hostile server sends at most (on the wire: for gzip, about 1,000 times that decoded).
+HOSTILE_CAP = {"repeat": 256 << 20, "blank": 256 << 20, "gzip": 1 << 20}
+
+
+def hostile(kind: str) -> None:
+    from scripted_results import KEY, ScriptedResults, forever, line
+
+    from airflow_provider_batches.hooks.batch import MessageBatchHook
+
+    piece = {
+        "repeat": (line(0, pad=1000) + b"\n") * 64,
+        "blank": b"\n" * 65536,
+        "gzip": b"\n" * (4 << 20),
+    }[kind]
+    reply = forever(piece, gzip=kind == "gzip")
+    with ScriptedResults([reply], HOSTILE_CAP[kind]) as server:
+        os.environ["AIRFLOW_CONN_HOSTILE"] = json.dumps(
+            {
+                "conn_type": "anthropic_batches",
+                "password": KEY,
+                "host": server.base_url,
+                "extra": {"max_retries": 0, "max_requests_per_minute": 1_000_000},
+            }
+        )
+        hook = MessageBatchHook("hostile")
+        hook.settings  # noqa: B018 (the connection is read before the measure)
+        probe = PeakRss()
+        try:
+            sum(1 for _ in hook.iter_results(server.batch(2)))
+            error = None
+        except Exception as exc:
+            error = type(exc).__name__
+        growth = probe.stop()
+        sent = server.body_bytes_sent
+    print(json.dumps({"error": error, "growth": growth, "sent": sent}))
+
+
 def main() -> None:
+    if sys.argv[1] == "hostile":
+        hostile(sys.argv[2])
+        return
     mode, lines, chars, out_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     from airflow.sdk import ObjectStoragePath
 

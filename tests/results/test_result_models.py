@@ -16,6 +16,7 @@ from airflow_provider_batches.results import (
     ErroredResult,
     ExpiredResult,
     InvalidResultLineError,
+    OverlongResultsError,
     ResultLineTooLargeError,
     SucceededResult,
     UnknownResult,
@@ -176,23 +177,24 @@ def test_line_over_the_bound_is_refused_even_without_a_newline() -> None:
 
 def test_cursor_skips_repeated_ids_and_refuses_more_ids_than_requests() -> None:
     cursor = ResultsCursor("msgbatch_x", expected=2)
-    cursor.start_response()
+    cursor.start()
     a = _line({"custom_id": "a", "result": {"type": "expired"}}) + b"\n"
     b = _line({"custom_id": "b", "result": {"type": "expired"}}) + b"\n"
     assert [line.result.custom_id for line in cursor.feed(a + a)] == ["a"]
-    assert cursor.duplicates == 1
-    assert not cursor.complete
-    cursor.start_response()
+    assert cursor.counts.duplicate_lines == 1
+    assert cursor.missing() == "the results ended after 1 of the batch's 2 lines"
+    cursor.start()  # a resume: "a" is read again, not a duplicate
     assert [line.result.custom_id for line in cursor.feed(a + b)] == ["b"]
-    assert cursor.complete
-    with pytest.raises(Exception, match="more distinct custom_ids"):
+    assert cursor.missing() is None
+    assert (cursor.counts.duplicate_lines, cursor.counts.resumes) == (1, 1)
+    with pytest.raises(OverlongResultsError, match="more distinct custom_ids"):
         cursor.feed(_line({"custom_id": "c", "result": {"type": "expired"}}) + b"\n")
 
 
 def test_a_cut_last_line_at_a_clean_end_is_dropped_not_fatal() -> None:
     cursor = ResultsCursor("msgbatch_x", expected=2)
-    cursor.start_response()
+    cursor.start()
     first = _line({"custom_id": "a", "result": {"type": "expired"}})
     cursor.feed(first + b'\n{"custom_id": "b", "res')
     assert cursor.finish() == []
-    assert not cursor.complete
+    assert cursor.missing() is not None
