@@ -2,16 +2,23 @@
 
 A wait calls :meth:`BatchWatcher.poll` with the longest gap it accepts and gets the batch as the
 API reports it, from the watcher's next cycle. A cycle runs when the earliest wait is due and
-covers the watched batches with as few requests as it can: list pages (up to 1,000 batches each,
-newest first, paged back with ``after_id`` while that is cheaper than retrieving what is left),
-then one retrieve per due batch the pages did not cover (an old batch, a deleted one). Each
-answer goes to the waits of that batch only, a 404 included. Waits never own a task: each one
-is a future the watcher resolves.
+covers the watched batches with as few requests as it can: list pages (the hook's
+``batch_listing``: up to 1,000 batches each, newest first, read while that is cheaper than
+retrieving what is left), then one retrieve per due batch the pages did not answer (an old
+batch, a deleted one). Each answer goes to the waits of that batch only, a 404 included.
+
+A listing concerns no single wait: when a page fails, or a guard ends the listing (page cap,
+bad or repeated cursor, a page reaching no older batch than the last), the waits get what the
+pages read answered and the due waits left are retrieved. After a failure, listing pauses
+(:data:`LIST_PAUSE_FIRST`, doubling up to :data:`LIST_PAUSE_MAX`), so a server without the list
+endpoint is served by retrieves alone. A cycle sends at most :data:`MAX_LIST_PAGES` list
+requests and one retrieve per due batch (each with the connection's retries). Waits never own a
+task: each one is a future the watcher resolves.
 
 What a wait does with the batch (deadlines, expiry, error tolerance, the one event) stays in the
-trigger; requests still go through the connection's budget (``budget.py``). A single batch is
-retrieved with the hook's ``aretrieve_batch``. Time is read from this module's ``time`` and
-waited out with its ``asyncio.sleep`` only, so a test can simulate both.
+trigger; requests still go through the connection's budget (``budget.py``). Time is read from
+this module's ``time`` and waited out with its ``asyncio.sleep`` only, so a test can simulate
+both.
 """
 
 from __future__ import annotations
@@ -21,16 +28,11 @@ import logging
 import math
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import MessageBatchError
+from airflow_provider_batches.hooks.batch import MAX_PAGE_SIZE, MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.settings import ClientSettings
-from airflow_provider_batches.watch_pages import PAGE_LIMIT, alist_page, pages_worth, valid_batches
-
-if TYPE_CHECKING:
-    from airflow_provider_batches.hooks.batch import MessageBatchHook
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ SETTINGS_TTL = 30.0
 GATHER_SECONDS = 0.02
 #: Seconds a batch can be in progress (``expires_at`` is creation + 24 h).
 IN_PROGRESS_MAX_AGE = 86_400.0
-#: List entries validated per event-loop iteration.
-VALIDATE_CHUNK = 250
+#: Most list requests in one cycle (1,000 batches each), whatever the server's ``has_more``.
+MAX_LIST_PAGES = 100
+#: Seconds without listing after a failed listing; doubles with each one in a row (a server's
+#: ``retry-after`` may ask for longer), up to LIST_PAUSE_MAX. A page that answers resets it.
+LIST_PAUSE_FIRST = 30.0
+LIST_PAUSE_MAX = 1800.0
 #: Waits resumed per event-loop iteration when a cycle hands out batches.
 HANDOUT_CHUNK = 200
 
@@ -69,6 +75,8 @@ class BatchWatcher:
         self._created_at: dict[str, float] = {}  # epoch seconds, for batches seen at least once
         self._page_floors: list[float] = []  # oldest created_at on each page, last listing
         self._items_per_second = 0.0  # batches per second of creation time, last listing
+        self._list_failures = 0  # failed listings in a row
+        self._list_paused_until = -math.inf  # monotonic time before which nothing is listed
         self._driver: asyncio.Task[None] | None = None
         self._cycle_task: asyncio.Task[None] | None = None
         self._retrieving: dict[str, asyncio.Task[None]] = {}
@@ -165,8 +173,6 @@ class BatchWatcher:
         this watcher (the driver runs one cycle at a time, so lookups never overlap)."""
         now = time.monotonic()
         if self._hook is None or now >= self._settings_expire_at:
-            from airflow_provider_batches.hooks.batch import MessageBatchHook
-
             self.lookups += 1
             hook = MessageBatchHook(self.conn_id)
             await hook.asettings()
@@ -182,19 +188,11 @@ class BatchWatcher:
         due = self._due_ids(time.monotonic())
         try:
             hook = await self._connection()
-            settings = await hook.asettings()  # loaded: no lookup
         except Exception as error:  # a missing or invalid connection: each due wait decides
             await self._hand_out_error(due, error)
             return
         seen: dict[str, MessageBatch] = {}
-        covered_since = math.inf
-        try:
-            covered_since = await self._list(settings, seen)
-        except MessageBatchError as error:
-            # The due waits the pages did not answer count one failed poll each.
-            await self._hand_out(seen)
-            await self._hand_out_error([b for b in due if b not in seen], error)
-            return
+        covered_since = await self._list(hook, seen)
         await self._hand_out(seen)
         missing = [b for b in due if b not in seen and b in self._waiting]
         if missing:
@@ -232,27 +230,32 @@ class BatchWatcher:
         floors = self._page_floors
         pages = next((i + 1 for i, f in enumerate(floors) if f <= created), None)
         if pages is None:
-            if not floors or self._items_per_second <= 0:
-                return 1.0
+            if not floors or math.isinf(floors[-1]) or self._items_per_second <= 0:
+                return 1.0  # nothing to place it by (no listing yet, or empty pages only)
             items = (floors[-1] - created) * self._items_per_second
-            pages = len(floors) + math.ceil(items / PAGE_LIMIT)
+            pages = len(floors) + math.ceil(items / MAX_PAGE_SIZE)
         return float(max(1, pages - pages_read))
 
-    async def _list(self, settings: ClientSettings, seen: dict[str, Any]) -> float:
-        """Read list pages while cheaper than retrieving; returns the oldest created_at read."""
+    async def _list(self, hook: MessageBatchHook, seen: dict[str, MessageBatch]) -> float:
+        """Read list pages while cheaper than retrieving, into ``seen``; returns the oldest
+        created_at they cover (-inf: every batch the API lists; inf: none read)."""
+        if time.monotonic() < self._list_paused_until:
+            return math.inf
         floors: list[float] = []
         newest = floor = math.inf
         read = 0
-        after_id: str | None = None
-        while True:
-            # Every watched batch counts, due or not: a page answers those due later too,
-            # which puts all the waits on one cadence instead of a request each.
-            wanted = [b for b in self._waiting if b not in seen]
-            needed = [self._pages_needed(b, len(floors), floor) for b in wanted]
-            if pages_worth(needed) < 1:
-                return floor
-            page = await alist_page(settings, after_id)
-            for batch in await _validated(page.items):
+        listing = hook.batch_listing(MAX_PAGE_SIZE, MAX_LIST_PAGES)
+        while self._another_page_pays(seen, len(floors), floor):
+            try:
+                page = await anext(listing)
+            except StopAsyncIteration:  # a guard ended it: the rest is retrieved
+                break
+            except Exception as error:  # a failed page is charged to no wait
+                self._pause_listing(error)
+                break
+            self._list_failures = 0
+            reached = floor
+            for batch in page.batches:
                 created = batch.created_at.timestamp()
                 newest = created if read == 0 else newest
                 floor = min(floor, created)
@@ -265,9 +268,33 @@ class BatchWatcher:
             self._page_floors = floors + self._page_floors[len(floors) :]
             if newest > floor:
                 self._items_per_second = read / (newest - floor)
-            if not page.has_more or page.last_id is None:
-                return -math.inf  # every batch the API lists was read
-            after_id = page.last_id
+            if floor >= reached:  # no batch older than the last page's: paging on gains nothing
+                break
+        return -math.inf if listing.complete else floor
+
+    def _another_page_pays(
+        self, seen: dict[str, MessageBatch], pages_read: int, floor: float
+    ) -> bool:
+        # Every watched batch counts, due or not: a page answers those due later too, which
+        # puts all the waits on one cadence instead of a request each.
+        wanted = [b for b in self._waiting if b not in seen]
+        return pages_worth([self._pages_needed(b, pages_read, floor) for b in wanted]) >= 1
+
+    def _pause_listing(self, error: Exception) -> None:
+        """No listing for a while; the due waits the pages did not answer are retrieved."""
+        self._list_failures += 1
+        pause = min(LIST_PAUSE_FIRST * 2.0 ** min(self._list_failures - 1, 30), LIST_PAUSE_MAX)
+        pause = max(pause, getattr(error, "retry_after", None) or 0.0)
+        self._list_paused_until = time.monotonic() + pause
+        log.warning(
+            "Listing the batches of %s failed (%d in a row): retrieving the due batches instead, "
+            "and listing again in %.0f s at the earliest: %s",
+            self.conn_id,
+            self._list_failures,
+            pause,
+            error,
+            exc_info=None if isinstance(error, MessageBatchError) else error,
+        )
 
     async def _retrieve_one(self, hook: MessageBatchHook, batch_id: str) -> None:
         try:
@@ -301,13 +328,19 @@ class BatchWatcher:
                 await asyncio.sleep(0)
 
 
-async def _validated(items: list[Any]) -> list[MessageBatch]:
-    batches: list[MessageBatch] = []
-    for start in range(0, len(items), VALIDATE_CHUNK):
-        if start:
-            await asyncio.sleep(0)  # other waits run between two slices of a big page
-        batches += valid_batches(items[start : start + VALIDATE_CHUNK])
-    return batches
+def pages_worth(needed: list[float]) -> int:
+    """How many more pages to read, given the pages each wanted batch still needs.
+
+    Reading ``k`` pages costs ``k`` requests and saves a retrieve for every batch that needs at
+    most ``k``; the cheapest ``k`` wins, and on a tie the fewer pages (a retrieve is exact).
+    """
+    finite = sorted(n for n in needed if n != math.inf)
+    best_pages, best_cost = 0, float(len(needed))
+    for covered, pages in enumerate(finite, start=1):
+        cost = pages + len(needed) - covered
+        if cost < best_cost:
+            best_pages, best_cost = int(pages), cost
+    return best_pages
 
 
 _watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BatchWatcher]] = (

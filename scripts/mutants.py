@@ -198,6 +198,86 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "a failed list page is handed to the due waits again",
+        "watcher.py",
+        "                self._pause_listing(error)\n                break\n",
+        "                raise\n",
+        (
+            "tests/watcher/test_watcher_listing.py::"
+            "test_a_failed_list_page_is_charged_to_no_wait[404]",
+        ),
+    ),
+    Mutant(
+        "listing is not paused after a failed listing",
+        "watcher.py",
+        "        self._list_paused_until = time.monotonic() + pause\n",
+        "        self._list_paused_until = -math.inf\n",
+        (
+            "tests/watcher/test_watcher_listing.py::"
+            "test_listing_pauses_after_failures_doubling_and_a_good_page_resets_the_pause",
+        ),
+    ),
+    Mutant(
+        "the listing pause is not reset by a page that answers",
+        "watcher.py",
+        "            self._list_failures = 0\n",
+        "            pass\n",
+        (
+            "tests/watcher/test_watcher_listing.py::"
+            "test_listing_pauses_after_failures_doubling_and_a_good_page_resets_the_pause",
+        ),
+    ),
+    Mutant(
+        "the watcher pages on through pages that reach nothing older",
+        "watcher.py",
+        "            if floor >= reached:",
+        "            if False:",
+        (
+            "tests/watcher/test_watcher_listing.py::test_pages_that_reach_no_older_batch_end_the_listing",
+        ),
+    ),
+    Mutant(
+        "the listing follows a cursor it followed before",
+        "hooks/batch.py",
+        "        elif cursor in self._followed:\n",
+        "        elif False:\n",
+        ("tests/test_hook_listing.py::test_a_cursor_followed_before_ends_the_listing",),
+    ),
+    Mutant(
+        "the listing has no page cap",
+        "hooks/batch.py",
+        "        elif self.pages_read >= self.max_pages:\n",
+        "        elif False:\n",
+        ("tests/test_hook_listing.py::test_the_page_cap_ends_a_listing_whose_cursors_never_end",),
+    ),
+    Mutant(
+        "the listing sends a cursor that is not a batch id",
+        "hooks/batch.py",
+        "        elif not _is_batch_id(cursor):\n",
+        "        elif False:\n",
+        (
+            "tests/test_hook_listing.py::"
+            "test_a_cursor_that_is_not_a_batch_id_ends_the_listing_without_an_error",
+        ),
+    ),
+    Mutant(
+        "a big list page is validated without letting the event loop run",
+        "hooks/batch.py",
+        "            if start:\n                await asyncio.sleep(0)",
+        "            if False:\n                await asyncio.sleep(0)",
+        (
+            "tests/test_hook_listing.py::"
+            "test_a_big_page_is_validated_in_slices_with_the_loop_running_between",
+        ),
+    ),
+    Mutant(
+        "the event trigger takes a listing cut short by its cursor for complete",
+        "triggers/events.py",
+        "        return _by_end(ended), listing.complete\n",
+        "        return _by_end(ended), listing.end != 'page cap'\n",
+        ("tests/events/test_event_listing.py::test_a_listing_ended_by_its_cursor_is_incomplete",),
+    ),
+    Mutant(
         "the event trigger emits an ended batch again on every poll",
         "triggers/events.py",
         "                if batch.id in seen:\n",

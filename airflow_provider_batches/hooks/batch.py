@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
 import httpx
@@ -23,7 +25,7 @@ from airflow_provider_batches.clients import (
     shared_async_pool,
     shared_sync_client,
 )
-from airflow_provider_batches.exceptions import MessageBatchError
+from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
 from airflow_provider_batches.settings import ClientSettings
 from airflow_provider_batches.transport import (
@@ -40,6 +42,13 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from airflow_provider_batches.results import BatchResult
+
+#: The most batches one list request returns (the API's limit).
+MAX_PAGE_SIZE = 1000
+#: Pages a :class:`BatchListing` reads at most unless told otherwise, whatever ``has_more`` says.
+DEFAULT_MAX_PAGES = 100
+#: List entries validated per event-loop iteration, so that a big page never holds the loop long.
+VALIDATE_CHUNK = 250
 
 
 class MessageBatchHook(BaseHook):
@@ -235,6 +244,13 @@ class MessageBatchHook(BaseHook):
         pool = shared_async_pool(settings)
         return await asend(pool.client, pool.gate, settings, request, parse_list_page)
 
+    def batch_listing(
+        self, page_size: int = MAX_PAGE_SIZE, max_pages: int = DEFAULT_MAX_PAGES
+    ) -> BatchListing:
+        """The workspace's batches, newest first, page after page (see :class:`BatchListing`):
+        ``for page in hook.batch_listing(): ...``, or ``async for`` on an event loop."""
+        return BatchListing(self, page_size, max_pages)
+
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list one batch), for the UI's Test button."""
         try:
@@ -297,6 +313,183 @@ def parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) ->
     return page
 
 
+ListingEnd = Literal[
+    "last page", "page cap", "no cursor", "invalid cursor", "repeated cursor", "failed"
+]
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    """One page of a :class:`BatchListing`: its valid batches, newest first, and how many of
+    its entries were not valid batches (left out)."""
+
+    batches: list[MessageBatch]
+    skipped: int
+    has_more: bool
+    last_id: str | None
+
+
+class BatchListing:
+    """The one pager over ``GET /v1/messages/batches``: each page after the last one's
+    ``last_id``, newest first. Iterate it with ``for``, or ``async for`` on an event loop (a
+    page's entries are then validated in slices, between which other coroutines run).
+
+    Every page is untrusted. A page that fails (an error after the retries, a body that is not
+    a list page, more entries than asked) raises its error and ends the listing; an entry that is
+    not a valid batch is left out and counted in ``skipped``. The listing ends without an error
+    when the server says it has no more (``complete``), or when a guard stops it: ``max_pages``
+    pages read, or a cursor that is missing, not a valid batch id, or followed before in this
+    listing. ``end`` says which.
+    """
+
+    def __init__(self, hook: MessageBatchHook, page_size: int, max_pages: int) -> None:
+        _check_page_size(page_size, "page_size")
+        if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
+            raise ValueError(f"max_pages must be an integer of at least 1, got {max_pages!r}.")
+        self._hook = hook
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.pages_read = 0
+        self.skipped = 0
+        self.end: ListingEnd | None = None
+        self._after_id: str | None = None
+        self._followed: set[str] = set()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the last page read said it was the last (every batch listed was read)."""
+        return self.end == "last page"
+
+    def __iter__(self) -> BatchListing:
+        return self
+
+    def __next__(self) -> ListedPage:
+        if self.end is not None:
+            raise StopIteration
+        try:
+            settings = self._hook.settings
+            request = _list_request(settings, self.page_size, self._after_id, None)
+            raw = send(shared_sync_client(settings), settings, request, self._parse)
+        except Exception:
+            self.end = "failed"
+            raise
+        return self._page(raw, *_batches_in(raw.items))
+
+    def __aiter__(self) -> BatchListing:
+        return self
+
+    async def __anext__(self) -> ListedPage:
+        if self.end is not None:
+            raise StopAsyncIteration
+        try:
+            settings = await self._hook.asettings()
+            request = _list_request(settings, self.page_size, self._after_id, None)
+            pool = shared_async_pool(settings)
+            raw = await asend(pool.client, pool.gate, settings, request, self._parse)
+        except Exception:
+            self.end = "failed"
+            raise
+        batches: list[MessageBatch] = []
+        skipped = 0
+        for start in range(0, len(raw.items), VALIDATE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # other coroutines run between two slices of a big page
+            valid, invalid = _batches_in(raw.items[start : start + VALIDATE_CHUNK])
+            batches += valid
+            skipped += invalid
+        return self._page(raw, batches, skipped)
+
+    def _parse(self, response: ResponseLike, request: ApiRequest, secret: str) -> _RawPage:
+        return parse_raw_list_page(response, request, secret, self.page_size)
+
+    def _page(self, raw: _RawPage, batches: list[MessageBatch], skipped: int) -> ListedPage:
+        self.pages_read += 1
+        if skipped:
+            self.skipped += skipped
+            log.warning("Skipped %d list entries that are not valid message batches.", skipped)
+        self._after_id = self._next_cursor(raw.has_more, raw.last_id)
+        return ListedPage(batches, skipped, raw.has_more, raw.last_id)
+
+    def _next_cursor(self, has_more: bool, cursor: str | None) -> str | None:
+        """The next page's ``after_id``, or None once the listing ends (``end`` says why)."""
+        if not has_more:
+            self.end = "last page"
+        elif self.pages_read >= self.max_pages:
+            self.end = "page cap"
+        elif cursor is None:
+            self.end = "no cursor"
+        elif not _is_batch_id(cursor):
+            self.end = "invalid cursor"
+        elif cursor in self._followed:
+            self.end = "repeated cursor"
+        else:
+            self._followed.add(cursor)
+            return cursor
+        if self.end in _CURSOR_PROBLEMS:
+            log.warning(
+                "The list of batches says it has more, but its cursor %r %s: the listing ends "
+                "here.",
+                cursor if cursor is None else cursor[:100],
+                _CURSOR_PROBLEMS[self.end],
+            )
+        return None
+
+
+_CURSOR_PROBLEMS = {
+    "no cursor": "is missing",
+    "invalid cursor": "is not a batch id",
+    "repeated cursor": "was followed before in this listing",
+}
+
+
+class _RawPage(NamedTuple):
+    items: list[Any]
+    has_more: bool
+    last_id: str | None
+
+
+def parse_raw_list_page(
+    response: ResponseLike, request: ApiRequest, secret: str, limit: int
+) -> _RawPage:
+    """A list page's shape; its entries are checked later, one by one. A body that echoes the
+    API key, is not a list page, or holds more than ``limit`` entries is an invalid response."""
+    if secret and secret.encode() in response.content:
+        raise invalid_response(response, request, secret, "the body contains the API key")
+    body = response_json(response, request, secret)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise invalid_response(response, request, secret, "not a list of message batches")
+    if len(data) > limit:
+        raise invalid_response(
+            response, request, secret, f"{len(data)} batches on a page of at most {limit}"
+        )
+    has_more, last_id = body.get("has_more"), body.get("last_id")
+    if not isinstance(has_more, bool) or not (last_id is None or isinstance(last_id, str)):
+        raise invalid_response(response, request, secret, "has_more or last_id is malformed")
+    return _RawPage(data, has_more, last_id)
+
+
+def _batches_in(items: list[Any]) -> tuple[list[MessageBatch], int]:
+    """The entries that are valid batches (whose fields serialize), and how many were not."""
+    batches: list[MessageBatch] = []
+    for item in items:
+        try:
+            batch = MessageBatch.model_validate(item)
+            batch.to_xcom()
+        except (ValidationError, ValueError, RecursionError):
+            continue
+        batches.append(batch)
+    return batches, len(items) - len(batches)
+
+
+def _is_batch_id(value: str) -> bool:
+    try:
+        validate_batch_id(value)
+    except InvalidBatchIdError:
+        return False
+    return True
+
+
 def _problems(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
@@ -315,11 +508,15 @@ def _cancel_request(settings: ClientSettings, batch_id: str) -> ApiRequest:
     return ApiRequest("POST", settings.batch_url(batch_id) + "/cancel", batch_id)
 
 
+def _check_page_size(limit: int, name: str = "limit") -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}.")
+
+
 def _list_request(
     settings: ClientSettings, limit: int, after_id: str | None, before_id: str | None
 ) -> ApiRequest:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}.")
+    _check_page_size(limit)
     if after_id is not None and before_id is not None:
         raise ValueError("Pass after_id or before_id, not both: they page in opposite directions.")
     query: dict[str, str | int] = {"limit": limit}

@@ -13,7 +13,7 @@ Out of process: ``python -m airflow_provider_batches.testing serve --port 8765``
 
 from __future__ import annotations
 
-from ._types import FakeApiError, Fault, FaultKind, RecordedRequest
+from ._types import FakeApiError, Fault, FaultKind, ListHook, RecordedRequest
 from .admin import FakeAdminClient, FakeAdminError
 from .server import FakeBatchesServer
 
@@ -24,5 +24,6 @@ __all__ = [
     "FakeBatchesServer",
     "Fault",
     "FaultKind",
+    "ListHook",
     "RecordedRequest",
 ]

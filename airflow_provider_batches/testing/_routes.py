@@ -12,6 +12,7 @@ from ._http import HttpRequest, HttpResponse
 from ._ids import new_request_id
 from ._responses import (
     JSONL_TYPE,
+    body_response,
     error_response,
     fault_body_response,
     fault_status_response,
@@ -100,7 +101,7 @@ class ApiRoutes:
     ) -> HttpResponse:
         batch_id = target_batch_id(target)
         # Faults are claimed in arrival order, before the latency sleep.
-        endpoint = target.segments[4] if batch_id is not None and len(target.segments) > 4 else None
+        endpoint = _endpoint(request.method, target, batch_id)
         fault = self._state.take_fault(request.method, batch_id, endpoint)
         latency = self._state.latency
         if latency > 0:
@@ -206,7 +207,21 @@ class ApiRoutes:
         after_id = query.get("after_id") or None
         if before_id is not None and after_id is not None:
             raise FakeApiError(400, "before_id and after_id cannot both be given")
-        return json_response(self._state.list_batches(limit, before_id, after_id))
+        page = self._state.list_batches(limit, before_id, after_id)
+        hook = self._state.list_hook
+        answer = None if hook is None else hook(dict(query), page)
+        if answer is None:
+            return json_response(page)
+        if isinstance(answer, bytes):
+            return body_response(200, answer, request_id=new_request_id())
+        return json_response(answer)
+
+
+def _endpoint(method: str, target: Target, batch_id: str | None) -> str | None:
+    """What a fault's ``endpoint`` names: ``"list"``, or the segment after the batch id."""
+    if batch_id is None:
+        return "list" if target.segments == BATCHES and method == "GET" else None
+    return target.segments[4] if len(target.segments) > 4 else None
 
 
 def _not_allowed(method: str, allowed: str) -> FakeApiError:

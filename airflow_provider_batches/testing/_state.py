@@ -17,7 +17,7 @@ from ._ids import new_batch_id
 from ._options import _check_results_options, _required_seconds, _seconds, validate_batch_id
 from ._ratelimit import RateLimiter
 from ._results import ResultsSpec
-from ._types import FakeApiError, Fault, RecordedRequest
+from ._types import FakeApiError, Fault, ListHook, RecordedRequest
 
 DEFAULT_EXPIRES_AFTER = 86_400.0
 
@@ -54,6 +54,8 @@ class FakeState:
         self._total_requests = 0
         self._connections_opened = 0
         self.rate_limit = RateLimiter(clock)
+        #: Answers list requests in place of the faithful page (see FakeBatchesServer).
+        self.list_hook: ListHook | None = None
 
     # ---- batches ---------------------------------------------------------------------------
 
@@ -333,7 +335,8 @@ class FakeState:
             }
 
     def reset(self) -> None:
-        """Drop batches, faults, the request log and all counters (latency is kept)."""
+        """Drop batches, faults, the list hook, the request log and all counters (latency is
+        kept)."""
         with self._lock:
             self._batches.clear()
             self._faults.clear()
@@ -342,4 +345,5 @@ class FakeState:
             self._by_batch.clear()
             self._total_requests = 0
             self._connections_opened = 0
+            self.list_hook = None
         self.rate_limit.reset()

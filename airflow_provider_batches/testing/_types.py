@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
 
 FaultKind = Literal["status", "delay", "drop", "reset", "truncated", "html", "body"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+#: ``hook(query, page)``: the list request's query parameters and the page the fake would send;
+#: returns None (send that page), a JSON value or raw bytes to send with status 200 instead, or
+#: raises :class:`FakeApiError` to answer that error.
+ListHook = Callable[[dict[str, str], dict[str, Any]], Any]
 
 #: ``error.type`` the real API uses for each HTTP status (see the wire contract's error table).
 DEFAULT_ERROR_TYPES: dict[int, str] = {
@@ -59,7 +64,8 @@ class Fault:
 
     ``times`` is how many matching requests it affects (-1 = forever); ``batch_id``,
     ``method`` and ``endpoint`` (the path's last segment after the batch id: ``"results"`` or
-    ``"cancel"``) restrict which requests match (None = any API request).
+    ``"cancel"``; or ``"list"``: ``GET /v1/messages/batches`` only) restrict which requests
+    match (None = any API request).
     ``after_bytes``: for ``reset`` and ``truncated``, how many body bytes are sent before the
     cut (default: half the body; for a streamed body such as results, 32 KiB).
     ``after_effect=True`` lets the request take effect first (a create creates, a cancel

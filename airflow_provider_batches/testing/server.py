@@ -11,7 +11,7 @@ from typing import Any
 
 from ._app import FakeApp
 from ._state import DEFAULT_EXPIRES_AFTER, FakeState
-from ._types import Fault, RecordedRequest
+from ._types import Fault, ListHook, RecordedRequest
 
 _START_TIMEOUT = 10.0
 
@@ -197,6 +197,10 @@ class FakeBatchesServer:
         """Cancel as the API would (raises FakeApiError if the batch already ended)."""
         return self._state.cancel_batch(batch_id)
 
+    def delete_batch(self, batch_id: str) -> dict[str, Any]:
+        """Delete an ended batch as the API would (raises FakeApiError while it processes)."""
+        return self._state.delete_batch(batch_id)
+
     def set_status_override(self, batch_id: str, status: str | None) -> None:
         """Serve ``status`` as ``processing_status`` (None restores the real one)."""
         self._state.set_status_override(batch_id, status)
@@ -209,6 +213,15 @@ class FakeBatchesServer:
 
     def clear_faults(self) -> None:
         self._state.clear_faults()
+
+    def set_list_hook(self, hook: ListHook | None) -> None:
+        """Answer ``GET /v1/messages/batches`` through ``hook(query, page)`` (None: faithfully
+        again). ``query`` holds the request's parameters (``after_id``, ``limit``...), ``page``
+        the page the fake would send. The hook returns None to send that page, a JSON value or
+        bytes to send with status 200 instead, or raises ``FakeApiError`` to answer that error.
+        It runs on the server's event loop (keep it quick), after faults and only for valid
+        requests; ``reset()`` removes it."""
+        self._state.list_hook = hook
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API response by ``seconds`` (without blocking other clients)."""

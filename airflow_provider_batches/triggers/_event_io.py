@@ -1,75 +1,18 @@
-"""I/O for MessageBatchEventTrigger: one list page, and the watermark in ``asset_state_store``.
+"""The watermark of MessageBatchEventTrigger, in ``asset_state_store`` (Airflow 3.3+).
 
-:func:`alist_page` is the trigger's only API call. It goes through the transport, so it spends
-the connection's request budget; the page is checked with the watcher's helpers
-(``watch_pages``), more strictly: a page that is too long or has a malformed cursor is refused,
-since the trigger's watermark depends on it.
+The trigger's only API call, listing batches, is the hook's ``batch_listing``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
-from airflow_provider_batches.clients import shared_async_pool
-from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.transport import ApiRequest, ResponseLike, asend, invalid_response
 from airflow_provider_batches.triggers._event_window import Watermark
-from airflow_provider_batches.watch_pages import batches_in, page_body
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ListPage",
-    "WatermarkStore",
-    "alist_page",
-    "asset_state_accessors",
-]
-
-
-@dataclass(frozen=True)
-class ListPage:
-    """One page of ``GET /v1/messages/batches``, newest first; ``skipped`` counts entries that
-    are not valid batches (logged, never emitted).
-    """
-
-    batches: list[MessageBatch]
-    has_more: bool
-    last_id: str | None
-    skipped: int = 0
-
-
-async def alist_page(hook: MessageBatchHook, after_id: str | None, limit: int) -> ListPage:
-    """``GET /v1/messages/batches?limit=&after_id=`` on the loop's shared pool, with the
-    transport's retries (backoff, ``retry-after``).
-    """
-    settings = await hook.asettings()
-    query: dict[str, Any] = {"limit": limit}
-    if after_id is not None:
-        query["after_id"] = after_id
-    request = ApiRequest("GET", f"{settings.batches_url()}?{urlencode(query)}")
-    pool = shared_async_pool(settings)
-
-    def parse(response: ResponseLike, request: ApiRequest, secret: str) -> ListPage:
-        return _parse_page(response, request, secret, limit)
-
-    return await asend(pool.client, pool.gate, settings, request, parse)
-
-
-def _parse_page(response: ResponseLike, request: ApiRequest, secret: str, limit: int) -> ListPage:
-    body, data = page_body(response, request, secret)
-    if len(data) > limit:
-        raise invalid_response(
-            response, request, secret, f"{len(data)} batches on a page of at most {limit}"
-        )
-    has_more, last_id = body.get("has_more"), body.get("last_id")
-    if not isinstance(has_more, bool) or not (last_id is None or isinstance(last_id, str)):
-        raise invalid_response(response, request, secret, "has_more or last_id is malformed")
-    batches, skipped = batches_in(data)
-    return ListPage(batches, has_more, last_id, skipped)
+__all__ = ["WatermarkStore", "asset_state_accessors"]
 
 
 # asset_state_store arrived in Airflow 3.3: the triggerer sets ``trigger.asset_state_store``

@@ -22,11 +22,7 @@ from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import OutcomePolicy
-from airflow_provider_batches.triggers._event_io import (
-    WatermarkStore,
-    alist_page,
-    asset_state_accessors,
-)
+from airflow_provider_batches.triggers._event_io import WatermarkStore, asset_state_accessors
 from airflow_provider_batches.triggers._event_window import (
     OUTCOMES,
     POLICY_KEYS,
@@ -209,34 +205,24 @@ class MessageBatchEventTrigger(BaseEventTrigger):
         self, hook: MessageBatchHook, start: datetime
     ) -> tuple[list[MessageBatch], bool]:
         """The ended batches created at or after ``start``, oldest end first, and whether the
-        poll reached ``start`` (False after ``max_pages`` pages or a cursor that repeats).
+        poll reached ``start`` (False when the listing ended first: ``max_pages`` pages read,
+        or a cursor that is missing, invalid or repeated).
         """
         ended: list[MessageBatch] = []
-        after_id: str | None = None
-        cursors: set[str] = set()
-        for _ in range(self.max_pages):
-            page = await alist_page(hook, after_id, self.page_size)
-            if page.skipped:
-                self.log.warning("Skipped %d list entries that are not batches.", page.skipped)
+        listing = hook.batch_listing(self.page_size, self.max_pages)
+        async for page in listing:
             in_window = [batch for batch in page.batches if batch.created_at >= start]
             ended.extend(batch for batch in in_window if batch.is_ended)
-            passed_start = len(in_window) < len(page.batches)
-            if passed_start or not page.has_more or page.last_id is None:
-                break
-            if page.last_id in cursors:
-                self.log.warning("The list repeats cursor %r; polling again later.", page.last_id)
-                return _by_end(ended), False
-            cursors.add(page.last_id)
-            after_id = page.last_id
-        else:
+            if len(in_window) < len(page.batches):  # passed start
+                return _by_end(ended), True
+        if listing.end == "page cap":
             self.log.warning(
                 "Listed %d pages without reaching batches created before %s; the watermark "
                 "waits. Set created_after, or raise max_pages.",
                 self.max_pages,
                 start.isoformat(),
             )
-            return _by_end(ended), False
-        return _by_end(ended), True
+        return _by_end(ended), listing.complete
 
     def _next_wait(self) -> float:
         return self.poll_interval * (1 - POLL_JITTER * random.random())
