@@ -467,6 +467,87 @@ MUTANTS: tuple[Mutant, ...] = (
         '            "duplicate_lines_dropped": 0,\n',
         ("tests/results/test_results_bounds.py::test_the_manifest_counts_the_lines_dropped",),
     ),
+    Mutant(
+        "the event watermark follows an end in the future past the clock",
+        "triggers/_event_window.py",
+        "    newest = min(max(handled.values(), default=previous.horizon), now)\n",
+        "    newest = max(handled.values(), default=previous.horizon)\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_an_end_in_the_future_never_moves_the_watermark_past_now",
+        ),
+    ),
+    Mutant(
+        "the event trigger trusts a stored horizon past its clock",
+        "triggers/events.py",
+        "        elif stored.horizon > _now():\n",
+        "        elif False:\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_a_stored_watermark_past_now_gives_way_to_the_lookback_window",
+        ),
+    ),
+    Mutant(
+        "the event trigger uses an ended entry without ended_at",
+        "triggers/_event_window.py",
+        "    if batch.is_ended and batch.ended_at is None:\n",
+        "    if False:\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_an_ended_entry_without_ended_at_is_skipped_and_the_batch_beside_it_reported",
+        ),
+    ),
+    Mutant(
+        "the event trigger uses an entry that ended before it was created",
+        "triggers/_event_window.py",
+        "    if batch.ended_at is not None and batch.ended_at < batch.created_at:\n",
+        "    if False:\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_an_entry_that_ended_before_it_was_created_is_skipped",
+        ),
+    ),
+    Mutant(
+        "the event trigger uses an entry whose id is not a batch id",
+        "triggers/_event_window.py",
+        "        validate_batch_id(batch.id)\n",
+        "        pass\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_an_entry_whose_id_is_not_a_batch_id_is_skipped",
+        ),
+    ),
+    Mutant(
+        "the event trigger uses impossible request counts",
+        "triggers/_event_window.py",
+        "    if any(isinstance(n, int) and not isinstance(n, bool) and n < 0"
+        " for n in extra_counts):\n",
+        "    if False:\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_impossible_request_counts_are_skipped_not_fatal_to_the_outcome_filter",
+        ),
+    ),
+    Mutant(
+        "one old entry anywhere on a page ends the event trigger's listing",
+        "triggers/_event_window.py",
+        "    passed_start = bool(usable) and usable[-1].created_at < start\n",
+        "    passed_start = any(batch.created_at < start for batch in usable)\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_an_old_entry_out_of_order_does_not_end_the_listing",
+        ),
+    ),
+    Mutant(
+        "the event watermark forgets ids the list stopped showing",
+        "triggers/_event_window.py",
+        "    known = {**previous.ids, **handled}\n",
+        "    known = dict(handled)\n",
+        (
+            "tests/events/test_hostile_entries.py::"
+            "test_a_batch_the_list_hides_for_a_while_is_not_reported_again_after_restarts",
+        ),
+    ),
 )
 
 

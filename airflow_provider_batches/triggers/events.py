@@ -20,18 +20,19 @@ from airflow_provider_batches._compat import AirflowNotFoundException
 from airflow_provider_batches.defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.policy import OutcomePolicy
 from airflow_provider_batches.triggers._event_io import WatermarkStore, asset_state_accessors
 from airflow_provider_batches.triggers._event_window import (
     OUTCOMES,
     POLICY_KEYS,
+    EndedBatch,
     EventFilter,
     Outcome,
     SeenSet,
     Watermark,
     coverage_start,
     next_watermark,
+    read_page,
 )
 
 DEFAULT_LOOKBACK = 3600.0
@@ -45,6 +46,8 @@ MAX_ERROR_BACKOFF = 1800.0
 #: triggerer has stored the events first (it hands them over about once a second).
 WATERMARK_SETTLE = 10.0
 POLL_JITTER = 0.1
+#: The longest duration any argument takes (10 years).
+MAX_SECONDS = 10 * 365 * 86400.0
 
 
 class MessageBatchEventTrigger(BaseEventTrigger):
@@ -153,21 +156,33 @@ class MessageBatchEventTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = MessageBatchHook(self.conn_id)
         store = WatermarkStore(asset_state_accessors(self), self.watermark_key)
-        startup = await store.load()
-        if startup is None:
+        stored = await store.load()
+        if stored is None:
             startup = Watermark(_now() - timedelta(seconds=self.lookback))
             self.log.info(
                 "No stored watermark (%s): emitting batches that ended since %s.",
                 "first start" if store.available else "no asset state store before Airflow 3.3",
                 startup.horizon.isoformat(),
             )
+        elif stored.horizon > _now():
+            # Written by an earlier release after a batch reported an end in the future: it
+            # says nothing about what ended lately, so the lookback window applies.
+            startup = Watermark(_now() - timedelta(seconds=self.lookback), stored.ids)
+            self.log.warning(
+                "The stored watermark's horizon %s is past this triggerer's clock; emitting "
+                "batches that ended since %s instead.",
+                stored.horizon.isoformat(),
+                startup.horizon.isoformat(),
+            )
         else:
+            startup = stored
             self.log.info(
                 "Resuming from the stored watermark: batches ended before %s are done.",
                 startup.horizon.isoformat(),
             )
         seen = SeenSet()
         event_filter = self.event_filter
+        mark = startup
         catch_up_from: datetime | None = startup.horizon
         errors = 0
         while True:
@@ -181,19 +196,19 @@ class MessageBatchEventTrigger(BaseEventTrigger):
                 continue
             errors = 0
             seen.prune(start)
-            for batch in ended:
-                if batch.id in seen:
+            for entry in ended:
+                if entry.id in seen:
                     continue
-                seen.add(batch)
-                if startup.covers(batch) or not event_filter.accepts(batch):
+                seen.add(entry)
+                if startup.covers(entry) or not event_filter.accepts(entry.batch):
                     continue
-                self.log.info("Batch %s: emitting an event.", batch.progress_summary())
-                yield TriggerEvent(batch.to_xcom())  # type: ignore[no-untyped-call]
+                self.log.info("Batch %s: emitting an event.", entry.batch.progress_summary())
+                yield TriggerEvent(entry.batch.to_xcom())  # type: ignore[no-untyped-call]
             wait = self._next_wait()
             if complete:
                 catch_up_from = None
                 if store.available:
-                    mark = next_watermark(seen.ended_at_by_id(), store.saved or startup)
+                    mark = next_watermark(seen.ended_at_by_id(), mark, _now())
                     if mark != store.saved:
                         settle = min(WATERMARK_SETTLE, wait)
                         await asyncio.sleep(settle)
@@ -203,17 +218,18 @@ class MessageBatchEventTrigger(BaseEventTrigger):
 
     async def _list_ended(
         self, hook: MessageBatchHook, start: datetime
-    ) -> tuple[list[MessageBatch], bool]:
+    ) -> tuple[list[EndedBatch], bool]:
         """The ended batches created at or after ``start``, oldest end first, and whether the
         poll reached ``start`` (False when the listing ended first: ``max_pages`` pages read,
         or a cursor that is missing, invalid or repeated).
         """
-        ended: list[MessageBatch] = []
+        ended: list[EndedBatch] = []
         listing = hook.batch_listing(self.page_size, self.max_pages)
         async for page in listing:
-            in_window = [batch for batch in page.batches if batch.created_at >= start]
-            ended.extend(batch for batch in in_window if batch.is_ended)
-            if len(in_window) < len(page.batches):  # passed start
+            window = read_page(page.batches, start)
+            self._log_unusable(window.unusable)
+            ended.extend(window.ended)
+            if window.passed_start:
                 return _by_end(ended), True
         if listing.end == "page cap":
             self.log.warning(
@@ -223,6 +239,18 @@ class MessageBatchEventTrigger(BaseEventTrigger):
                 start.isoformat(),
             )
         return _by_end(ended), listing.complete
+
+    def _log_unusable(self, unusable: list[tuple[str, str]]) -> None:
+        if not unusable:
+            return
+        batch_id, reason = unusable[0]
+        shown = batch_id if len(batch_id) <= 80 else batch_id[:80] + "..."
+        self.log.warning(
+            "Skipped %d list entries the trigger cannot use, e.g. %r: %s.",
+            len(unusable),
+            shown,
+            reason,
+        )
 
     def _next_wait(self) -> float:
         return self.poll_interval * (1 - POLL_JITTER * random.random())
@@ -250,8 +278,8 @@ class MessageBatchEventTrigger(BaseEventTrigger):
         return wait
 
 
-def _by_end(batches: list[MessageBatch]) -> list[MessageBatch]:
-    return sorted(batches, key=lambda b: (b.ended_at or b.created_at, b.id))
+def _by_end(batches: list[EndedBatch]) -> list[EndedBatch]:
+    return sorted(batches, key=lambda b: (b.ended_at, b.id))
 
 
 def _now() -> datetime:
@@ -263,6 +291,11 @@ def _seconds(name: str, value: Any, *, positive: bool = False) -> float:
         raise ValueError(f"{name} must be a number of seconds, got {value!r}.")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'positive' if positive else 'at least 0'}, got {value}.")
+    if value > MAX_SECONDS:
+        # Beyond this, date arithmetic in run() would overflow (or never poll again).
+        raise ValueError(
+            f"{name} must be at most {MAX_SECONDS:.0f} seconds (10 years), got {value}."
+        )
     return float(value)
 
 

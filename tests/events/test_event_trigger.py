@@ -96,6 +96,10 @@ def test_defaults_hold_no_clock_reading() -> None:
         ({"outcome": "failing", "policy": {"max_errored_ratio": 2}}, "between 0 and 1"),
         ({"include_canceled": "no"}, "include_canceled must be True or False"),
         ({"conn_id": ""}, "conn_id must be a non-empty string"),
+        ({"lookback": float("inf")}, "lookback must be at most"),
+        ({"lookback": 1e12}, "lookback must be at most"),
+        ({"expiry_grace": 1e15}, "expiry_grace must be at most"),
+        ({"poll_interval": float("inf")}, "poll_interval must be at most"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:
