@@ -16,7 +16,7 @@ Invariants, after every step:
 - within one life, a batch produces at most one event; a batch whose event came before the
   stored watermark was written never produces one again;
 - every usable ended batch of the window on a page the poll reaches (the list is newest first:
-  a poll ends at a page that ends before the window, at the last page, at a repeated cursor or
+  a poll ends at a page that ends before the window, at the last page, at a missing or repeated cursor or
   at ``max_pages``) produces an event in that poll, unless it did before (or, once only, ended
   before the horizon it restarted from); no entry beside it can prevent that;
 - a poll with a failed page produces nothing; the stored horizon never passes the trigger's
@@ -482,10 +482,10 @@ def make_machine(
                 passed = (
                     bool(usable) and usable[-1].created is not None and usable[-1].created < start
                 )
-                if passed or not page.has_more or page.last_id is None:
+                if passed or not page.has_more:
                     return found, True
-                if page.last_id in cursors:
-                    return found, False
+                if page.last_id is None or page.last_id in cursors:
+                    return found, False  # the pager ends a listing it cannot follow
                 cursors.add(page.last_id)
             raise AssertionError("unreachable: the last page has no more")
 
