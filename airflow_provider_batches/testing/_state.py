@@ -55,6 +55,10 @@ class FakeState:
         self._connections_opened = 0
         self.rate_limit = RateLimiter(clock)
 
+    def now(self) -> float:
+        """The fake's clock (epoch seconds): ``created_at``, processing and ``Date`` follow it."""
+        return self._clock()
+
     # ---- batches ---------------------------------------------------------------------------
 
     def create_batch(
