@@ -6,7 +6,8 @@
   cannot hold it: a task instance's XCom is cleared when a new try starts.
 
 A *claim* (one Variable per batch, in every release) says which task instance owns a batch,
-so that a task that lost the answer of its create never adopts another task's batch.
+so that a task that lost the answer of its create never adopts another task's batch (with the
+intents of :mod:`.intent_registry`, also kept in Variables through the helpers here).
 """
 
 from __future__ import annotations
@@ -90,11 +91,11 @@ class VariableRecords:
         self.description = f"Variable {self.key}"
 
     def get(self) -> dict[str, Any] | None:
-        value = _get_variable(self.key)
+        value = read_json_variable(self.key)
         return value if isinstance(value, dict) else None
 
     def set(self, record: dict[str, Any]) -> None:
-        _set_variable(
+        write_json_variable(
             self.key,
             {**record, "task_instance": self.identity.to_dict()},
             f"Message batch submitted by {self.identity} (airflow-provider-batches).",
@@ -118,7 +119,7 @@ def claim_key(batch_id: str) -> str:
 
 def read_claim(batch_id: str) -> TaskIdentity | None:
     """The task instance that claimed ``batch_id``, or ``None``."""
-    value = _get_variable(claim_key(batch_id))
+    value = read_json_variable(claim_key(batch_id))
     if not isinstance(value, dict):
         return None
     try:
@@ -128,14 +129,14 @@ def read_claim(batch_id: str) -> TaskIdentity | None:
 
 
 def write_claim(batch_id: str, identity: TaskIdentity) -> None:
-    _set_variable(
+    write_json_variable(
         claim_key(batch_id),
         identity.to_dict(),
         f"Batch {batch_id} belongs to {identity} (airflow-provider-batches).",
     )
 
 
-def _get_variable(key: str) -> Any:
+def read_json_variable(key: str) -> Any:
     """The Variable's JSON value; ``None`` if it does not exist.
 
     Read raw and decoded here: Airflow's own decoding logs a failure and answers "missing",
@@ -155,7 +156,7 @@ def _get_variable(key: str) -> Any:
         ) from None
 
 
-def _set_variable(key: str, value: dict[str, Any], description: str) -> None:
+def write_json_variable(key: str, value: dict[str, Any], description: str) -> None:
     from airflow.sdk import Variable
 
     Variable.set(key, value, description=description, serialize_json=True)

@@ -188,6 +188,117 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/operator/test_operator_submission.py::test_which_create_failures_are_ambiguous",),
     ),
     Mutant(
+        "a wait that ends in an error cancels its batch (cancel_on_timeout for any give-up)",
+        "operators/batch.py",
+        '    return event["status"] == "timeout" and event.get("reason") == "deadline"\n',
+        '    return event["status"] != "success"\n',
+        (
+            "tests/operator/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
+        ),
+    ),
+    Mutant(
+        "a batch past its expiry that the API still reports running is canceled",
+        "operators/batch.py",
+        '    return event["status"] == "timeout" and event.get("reason") == "deadline"\n',
+        '    return event["status"] == "timeout"\n',
+        (
+            "tests/operator/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
+        ),
+    ),
+    Mutant(
+        "a trigger the triggerer failed is taken for a user kill by the next try",
+        "operators/batch.py",
+        "        if next_method == TRIGGER_FAILED:\n",
+        "        if False:\n",
+        (
+            "tests/operator/test_operator_cancels.py::"
+            "test_a_trigger_that_failed_without_an_event_cancels_only_past_the_deadline",
+        ),
+    ),
+    Mutant(
+        "a trigger failed by the triggerer after the deadline cancels like a deferral timeout",
+        "operators/batch.py",
+        '        if failure.get("error") == DEFERRAL_TIMED_OUT and past_deadline:\n',
+        "        if past_deadline:\n",
+        (
+            "tests/operator/test_operator_cancels.py::"
+            "test_a_trigger_that_failed_without_an_event_cancels_only_past_the_deadline",
+        ),
+    ),
+    Mutant(
+        "no intent is published before the create",
+        "submission.py",
+        "        registry.open(\n",
+        "        (lambda intent: None)(\n",
+        (
+            "tests/operator/test_operator_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
+        ),
+    ),
+    Mutant(
+        "a lost create adopts a batch another task instance's intent may have made",
+        "submission.py",
+        "            rivals.append(intent)\n",
+        "            pass\n",
+        (
+            "tests/operator/test_operator_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
+        ),
+    ),
+    Mutant(
+        "a stale intent whose batch is claimed still blocks adoption",
+        "submission.py",
+        "            continue\n",
+        "            pass\n",
+        (
+            "tests/operator/test_operator_submission.py::test_a_stale_intent_whose_batch_is_claimed_does_not_block_adoption",
+        ),
+    ),
+    Mutant(
+        "a try creates while an overlapping try's create may be under way",
+        "submission.py",
+        "        in_doubt = self.clock() < until\n",
+        "        in_doubt = False\n",
+        (
+            "tests/operator/test_operator_submission.py::test_an_overlapping_try_never_creates_while_the_first_create_is_under_way",
+        ),
+    ),
+    Mutant(
+        "a create that certainly made nothing holds the next try back",
+        "submission.py",
+        '        if record.get("created_nothing") is True:\n',
+        "        if False:\n",
+        (
+            "tests/operator/test_operator_submission.py::"
+            "test_a_create_that_certainly_made_nothing_lets_the_next_try_create_at_once",
+        ),
+    ),
+    Mutant(
+        "the intent is never withdrawn once the batch is recorded",
+        "submission.py",
+        '        self.registry(int(intent["request_count"])).close(self.identity)\n',
+        "        pass\n",
+        (
+            "tests/operator/test_operator_submission.py::test_first_try_creates_and_records_before_and_after",
+        ),
+    ),
+    Mutant(
+        "the listing window ignores the API's clock (Date header)",
+        "submission.py",
+        "    offset = server_time - local_time\n",
+        "    offset = 0.0\n",
+        (
+            "tests/operator/test_operator_submission.py::test_a_worker_clock_ten_minutes_off_still_finds_its_lost_batch",
+        ),
+    ),
+    Mutant(
+        "an intent erased by a concurrent write is not written again",
+        "intent_registry.py",
+        "            if holds(self._read(key)):\n",
+        "            if True:\n",
+        (
+            "tests/operator/test_operator_submission.py::test_an_intent_erased_by_a_stale_write_is_written_again",
+        ),
+    ),
+    Mutant(
         "results_path writes but never hands the manifest to XCom",
         "operators/batch.py",
         '            context["ti"].xcom_push(key="manifest", value=manifest)\n',

@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
@@ -235,6 +237,12 @@ class MessageBatchHook(BaseHook):
         request = _list_request(self.settings, limit, after_id, before_id)
         return send(shared_sync_client(self.settings), self.settings, request, parse_list_page)
 
+    def list_batches_dated(self, limit: int = 20, after_id: str | None = None) -> DatedPage:
+        """:meth:`list_batches`, with the time the API answered (its ``Date`` header): what
+        this machine's clock is measured against when a window of ``created_at`` matters."""
+        request = _list_request(self.settings, limit, after_id, None)
+        return send(shared_sync_client(self.settings), self.settings, request, parse_dated_page)
+
     async def alist_batches(
         self, limit: int = 20, after_id: str | None = None, before_id: str | None = None
     ) -> MessageBatchPage:
@@ -288,6 +296,26 @@ def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> Mes
             response, request, secret, f"it describes batch {batch.id[:100]!r}, not the one asked"
         )
     return batch
+
+
+class DatedPage(NamedTuple):
+    """A list page and the API's clock when it answered (epoch seconds; ``None`` without a
+    readable ``Date`` header)."""
+
+    page: MessageBatchPage
+    server_time: float | None
+
+
+def parse_dated_page(response: ResponseLike, request: ApiRequest, secret: str) -> DatedPage:
+    """:func:`parse_list_page` plus the response's ``Date`` header."""
+    page = parse_list_page(response, request, secret)
+    try:
+        when = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return DatedPage(page, None)
+    if when.tzinfo is None:  # "-0000": UTC, as every HTTP date is
+        when = when.replace(tzinfo=timezone.utc)
+    return DatedPage(page, when.timestamp())
 
 
 def parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> MessageBatchPage:

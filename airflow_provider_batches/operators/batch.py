@@ -40,6 +40,11 @@ from airflow_provider_batches.wait_options import (
     check_wait_options,
 )
 
+#: ``next_method`` of a task Airflow resumes only to fail it (the trigger gave no event).
+TRIGGER_FAILED = "__fail__"
+#: ``next_kwargs["error"]`` when that is a deferral timeout (``TriggerFailureReason``).
+DEFERRAL_TIMED_OUT = "Trigger timeout"
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -67,7 +72,8 @@ class MessageBatchOperator(BaseOperator):
     :param timeout: Seconds to wait for the batch to end; ``None`` waits until the batch's
         ``expires_at`` plus ``expiry_grace``.
     :param cancel_on_kill: Cancel the batch when a user kills the task while it waits.
-    :param cancel_on_timeout: Cancel the batch when the wait gives up while it still runs.
+    :param cancel_on_timeout: Cancel the batch when the wait's own deadline (``timeout``)
+        passes while it still runs. A wait that ends in an error never cancels.
     :param resubmit: Submit a new batch on every try, even if one is recorded for these
         requests.
     :param max_errored, max_errored_ratio, max_expired, max_expired_ratio, max_canceled,
@@ -246,7 +252,19 @@ class MessageBatchOperator(BaseOperator):
         event = validate_event(event, batch_id)
         if event["status"] == "success":
             return self._finish(MessageBatch.from_xcom(event["batch"]), context)
-        raise gave_up_error(event, batch_id, self._after_giving_up(batch_id, event.get("batch")))
+        raise gave_up_error(event, batch_id, self._after_giving_up(batch_id, event))
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """Airflow resumes a deferred task here; ``__fail__`` means the trigger never gave an
+        event: the triggerer failed it (its class would not load, it crashed) or the deferral
+        timed out. Either way the deferred try came back, so no later try may take the
+        deferral for a user kill; only a deferral timeout past the wait's own deadline cancels
+        (``cancel_on_timeout``). Then Airflow's own handling raises as usual."""
+        if next_method == TRIGGER_FAILED:
+            self._after_failed_trigger(next_kwargs or {}, context)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def on_kill(self) -> None:
         """A user killed the task while it waited in this worker: cancel its batch."""
@@ -254,9 +272,10 @@ class MessageBatchOperator(BaseOperator):
             cancel_quietly(self.hook, self._waiting_for, self.log)
 
     def _stop_interrupted_wait(self, record: dict[str, Any]) -> None:
-        """An earlier try was deferred on the batch when a user cleared the task: finish the
-        kill its trigger may not have (the new try can start before the trigger's on_kill
-        runs). Past the wait's deadline it was a deferral timeout: ``cancel_on_timeout`` rules.
+        """An earlier try deferred on the batch and never came back (a failed trigger comes
+        back through ``resume_execution``): a user cleared the task while it waited. Finish
+        the kill its trigger may not have (the new try can start before the trigger's on_kill
+        runs). Past the wait's deadline it was a deadline passing: ``cancel_on_timeout`` rules.
         """
         batch_id = str(record["batch_id"])
         deadline = record.get("deadline")
@@ -268,10 +287,58 @@ class MessageBatchOperator(BaseOperator):
             if not batch.is_ended and batch.cancel_initiated_at is None:
                 cancel_quietly(self.hook, batch_id, self.log)
 
-    def _after_giving_up(self, batch_id: str, last_seen: dict[str, Any] | None) -> str:
-        """Cancel a batch the wait gave up on, if asked; the note for the error message."""
-        if last_seen is not None and last_seen.get("processing_status") == "ended":
+    def _after_failed_trigger(self, failure: dict[str, Any], context: Context) -> None:
+        """The deferred try came back without an event (see :meth:`resume_execution`)."""
+        from airflow_provider_batches.task_record import (
+            TaskIdentity,
+            mark_resumed,
+            record_store_for,
+        )
+
+        store = record_store_for(context, TaskIdentity.from_context(context))
+        record = store.get()
+        mark_resumed(store)
+        batch_id = None if record is None else record.get("batch_id")
+        if not isinstance(batch_id, str):
+            return
+        deadline = record.get("deadline") if record is not None else None
+        past_deadline = isinstance(deadline, int | float) and time.time() >= deadline
+        if failure.get("error") == DEFERRAL_TIMED_OUT and past_deadline:
+            if not self.cancel_on_timeout:
+                self.log.info(
+                    "Batch %s: the wait timed out; left running (cancel_on_timeout=False).",
+                    batch_id,
+                )
+                return
+            batch = self.hook.retrieve_batch(batch_id)
+            if not batch.is_ended and batch.cancel_initiated_at is None:
+                self.log.info("Batch %s: the wait's deadline passed; canceling it.", batch_id)
+                cancel_quietly(self.hook, batch_id, self.log)
+            return
+        self.log.warning(
+            "Batch %s was left running: its wait failed in the triggerer (%s), not the batch. "
+            "The next try re-attaches to it.",
+            batch_id,
+            failure.get("error"),
+        )
+
+    def _after_giving_up(self, batch_id: str, event: dict[str, Any]) -> str:
+        """Cancel a batch the wait gave up on, only when its own deadline passed and the user
+        asked; the note for the error message. An error never cancels: the batch still works,
+        and a retry re-attaches to it."""
+        last_seen = event.get("batch")
+        if isinstance(last_seen, dict) and last_seen.get("processing_status") == "ended":
             return ""
+        if not own_deadline_passed(event):
+            if event["status"] == "timeout":
+                return (
+                    f". Batch {batch_id} was left as is: it is past its expires_at, when the "
+                    "API stops processing it, though the API does not report it ended."
+                )
+            return (
+                f". Batch {batch_id} was left running: an error ends the wait, not the batch "
+                "(a retry re-attaches to it)."
+            )
         if not self.cancel_on_timeout:
             return f". Batch {batch_id} was left running (cancel_on_timeout=False)."
         try:
@@ -279,7 +346,7 @@ class MessageBatchOperator(BaseOperator):
         except MessageBatchError as error:
             return f". Canceling batch {batch_id} (cancel_on_timeout=True) failed too: {error}"
         return (
-            f". The wait gave up while batch {batch_id} still ran: canceled it "
+            f". The wait's deadline passed while batch {batch_id} still ran: canceled it "
             "(cancel_on_timeout=True)."
         )
 
@@ -312,3 +379,8 @@ class MessageBatchOperator(BaseOperator):
             error_tolerance=self.error_tolerance,
             cancel_on_kill=self.cancel_on_kill,
         )
+
+
+def own_deadline_passed(event: dict[str, Any]) -> bool:
+    """Whether a wait's event says its own deadline passed: the one ending that may cancel."""
+    return event["status"] == "timeout" and event.get("reason") == "deadline"

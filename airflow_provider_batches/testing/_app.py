@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from email.utils import formatdate
 
 from ._admin_routes import AdminRoutes
 from ._http import HttpRequest, HttpResponse, HttpServer
@@ -51,7 +53,10 @@ class FakeApp:
         target = parse_target(request.target)
         if target.segments and target.segments[0] == ADMIN_PREFIX:
             return await self._admin.handle(request, target)
-        return await self._api.handle(request, target)
+        response = await self._api.handle(request, target)
+        # Like the API's: what clients measure their clock against (one-second resolution).
+        date = formatdate(self.state.now(), usegmt=True)
+        return dataclasses.replace(response, headers=(*response.headers, ("date", date)))
 
     @property
     def open_connections(self) -> int:

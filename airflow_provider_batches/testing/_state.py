@@ -57,6 +57,10 @@ class FakeState:
         #: Answers list requests in place of the faithful page (see FakeBatchesServer).
         self.list_hook: ListHook | None = None
 
+    def now(self) -> float:
+        """The fake's clock (epoch seconds): ``created_at``, processing and ``Date`` follow it."""
+        return self._clock()
+
     # ---- batches ---------------------------------------------------------------------------
 
     def create_batch(

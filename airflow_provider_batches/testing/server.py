@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -37,6 +38,7 @@ class FakeBatchesServer:
         max_recorded_requests: int | None = 100_000,
         rate_limit_per_minute: float | None = None,
         rate_limit_burst: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._api_key = api_key
         self._host = host
@@ -44,6 +46,7 @@ class FakeBatchesServer:
         self._state = FakeState(
             processing_seconds=processing_seconds,
             latency=latency,
+            clock=clock,
             max_recorded_requests=max_recorded_requests,
         )
         self._state.rate_limit.configure(rate_limit_per_minute, rate_limit_burst)

@@ -18,8 +18,14 @@ OPERATOR_VARIANTS: dict[str, dict[str, Any]] = {
     "operator_in_worker_keep": {"deferrable": False, "cancel_on_kill": False},
     "operator_timeout": {"deferrable": True, "timeout": 1.5},
     "operator_timeout_keep": {"deferrable": False, "timeout": 1.5, "cancel_on_timeout": False},
+    "operator_timeout_deferred_keep": {
+        "deferrable": True,
+        "timeout": 1.5,
+        "cancel_on_timeout": False,
+    },
     "operator_resubmit": {"deferrable": True, "resubmit": True},
-    "operator_errors": {"deferrable": True, "max_consecutive_errors": 2},
+    # The timeout bounds the test if the failure streak never ended the wait.
+    "operator_errors": {"deferrable": True, "max_consecutive_errors": 2, "timeout": 20},
 }
 
 for dag_id, operator_kwargs in OPERATOR_VARIANTS.items():

@@ -1,18 +1,24 @@
 """Submitter: at most one batch per task instance and request set, against the fake API.
 
-The record store is an in-memory dict and claims live in a dict too (in Airflow both are
-Task SDK calls; tests/operator/test_operator_dag.py covers them for real).
+The record store is an in-memory dict. Variables (claims, the intent registry) go through
+``airflow.sdk.Variable`` backed by a dict that stores what Airflow would (JSON text); in
+Airflow they are Task SDK calls, which tests/operator/test_operator_dag.py covers for real.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import API_KEY
 from operator_dag_runs import requests_for
 
+from airflow_provider_batches import intent_registry, task_record
 from airflow_provider_batches import submission as sub
-from airflow_provider_batches import task_record
 from airflow_provider_batches.exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -23,6 +29,7 @@ from airflow_provider_batches.exceptions import (
     RateLimitError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.intent_registry import Intent, IntentRegistry, registry_scope
 from airflow_provider_batches.request_set import build_request_set
 from airflow_provider_batches.submission import (
     AmbiguousBatchError,
@@ -35,6 +42,7 @@ from airflow_provider_batches.testing import FakeBatchesServer, Fault
 
 ME = TaskIdentity("dag", "run", "submit")
 OTHER = TaskIdentity("dag", "run", "other")
+HOUR = 3600.0
 
 
 class MemoryStore:
@@ -57,18 +65,69 @@ class SimulatedCrash(BaseException):
 
 
 @pytest.fixture
-def claims(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    stored: dict[str, Any] = {}
-    monkeypatch.setattr(task_record, "_get_variable", stored.get)
-    monkeypatch.setattr(
-        task_record, "_set_variable", lambda key, value, description: stored.__setitem__(key, value)
-    )
+def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Airflow Variables in a dict, as the JSON text ``Variable.set(serialize_json=True)``
+    stores."""
+    import airflow.sdk
+
+    stored: dict[str, str] = {}
+
+    def get(cls: Any, key: str, default: Any = None) -> Any:
+        return stored.get(key, default)
+
+    def set_(
+        cls: Any, key: str, value: Any, description: str | None = None, serialize_json: bool = False
+    ) -> None:
+        stored[key] = json.dumps(value) if serialize_json else str(value)
+
+    monkeypatch.setattr(airflow.sdk.Variable, "get", classmethod(get))
+    monkeypatch.setattr(airflow.sdk.Variable, "set", classmethod(set_))
     return stored
+
+
+class TimeMachine:
+    """One clock for the fake API and the workers, which tests move forward (a retry an hour
+    later is an hour later for the API too)."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.shift
+
+    def advance(self, seconds: float) -> None:
+        self.shift += seconds
+
+
+CLOCK = TimeMachine()
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_now() -> None:
+    CLOCK.shift = 0.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBatchesServer]:
+    """The fake API on :data:`CLOCK`."""
+    with FakeBatchesServer(api_key=API_KEY, clock=CLOCK.now) as server:
+        yield server
 
 
 @pytest.fixture
 def hook(fake: FakeBatchesServer, fake_conn: str) -> MessageBatchHook:
     return MessageBatchHook(fake_conn)
+
+
+def submitter(
+    hook: MessageBatchHook, store: MemoryStore, who: TaskIdentity = ME, *, skew: float = 0.0
+) -> Submitter:
+    """A try of ``who`` on a worker whose clock is ``skew`` seconds off the API's."""
+    return Submitter(hook, store, who, clock=lambda: CLOCK.now() + skew, sleep=lambda seconds: None)
+
+
+def open_intents(hook: MessageBatchHook, count: int) -> list[Intent]:
+    return IntentRegistry(registry_scope(hook.settings.base_url), count).entries()
 
 
 def _creates(fake: FakeBatchesServer) -> int:
@@ -80,26 +139,27 @@ def _lists(fake: FakeBatchesServer) -> int:
 
 
 def test_first_try_creates_and_records_before_and_after(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     store = MemoryStore()
     request_set = build_request_set(requests_for(2))
-    result = Submitter(hook, store, ME).submit(request_set)
+    result = submitter(hook, store).submit(request_set)
     assert result.how == "created"
     intent, done = store.writes
     assert intent["batch_id"] is None
     assert intent["fingerprint"] == request_set.fingerprint
     assert done == {**intent, "batch_id": result.batch.id}
     assert task_record.read_claim(result.batch.id) == ME
+    assert open_intents(hook, 2) == [], "the intent is withdrawn once the batch is recorded"
 
 
 def test_retry_re_attaches_without_a_create_or_a_list(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     store = MemoryStore()
     request_set = build_request_set(requests_for(2))
-    first = Submitter(hook, store, ME).submit(request_set)
-    again = Submitter(hook, store, ME).submit(build_request_set(requests_for(2)))
+    first = submitter(hook, store).submit(request_set)
+    again = submitter(hook, store).submit(build_request_set(requests_for(2)))
     assert again.how == "reattached"
     assert again.batch.id == first.batch.id
     assert _creates(fake) == 1
@@ -110,7 +170,7 @@ def test_retry_re_attaches_without_a_create_or_a_list(
 def test_a_crash_right_after_create_never_creates_twice(
     fake: FakeBatchesServer,
     hook: MessageBatchHook,
-    claims: dict[str, Any],
+    variables: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     crash_point: str,
 ) -> None:
@@ -125,11 +185,11 @@ def test_a_crash_right_after_create_never_creates_twice(
 
     monkeypatch.setattr(Submitter, "record_created", crash)
     with pytest.raises(SimulatedCrash):
-        Submitter(hook, store, ME).submit(request_set)
+        submitter(hook, store).submit(request_set)
     monkeypatch.setattr(Submitter, "record_created", original)
     fake.create_batch(num_requests=2)  # someone else's batch, other size: not a candidate
 
-    again = Submitter(hook, store, ME).submit(request_set)
+    again = submitter(hook, store).submit(request_set)
 
     assert _creates(fake) == 1
     assert again.how == ("adopted" if crash_point == "before_record" else "reattached")
@@ -138,11 +198,11 @@ def test_a_crash_right_after_create_never_creates_twice(
 
 
 def test_a_create_dropped_after_the_batch_was_made_adopts_it(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     fake.inject_fault(Fault("drop", method="POST", after_effect=True))
     store = MemoryStore()
-    result = Submitter(hook, store, ME).submit(build_request_set(requests_for(2)))
+    result = submitter(hook, store).submit(build_request_set(requests_for(2)))
     assert result.how == "adopted"
     assert fake.stats()["batches"] == 1
     assert _creates(fake) == 1
@@ -150,40 +210,66 @@ def test_a_create_dropped_after_the_batch_was_made_adopts_it(
     assert task_record.read_claim(result.batch.id) == ME
 
 
-def test_a_lost_create_that_made_nothing_fails_then_the_next_try_creates(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+def test_a_lost_create_that_made_nothing_fails_then_a_later_try_creates(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
+    """Right after the lost answer the server may still make the batch: a try then looks but
+    never creates; once that margin has passed and the list still shows nothing, it creates."""
     fake.inject_fault(Fault("drop", method="POST"))
     store = MemoryStore()
     request_set = build_request_set(requests_for(2))
     with pytest.raises(BatchSubmissionUnknownError) as info:
-        Submitter(hook, store, ME).submit(request_set)
+        submitter(hook, store).submit(request_set)
     assert not isinstance(info.value, AmbiguousBatchError), "a retry may settle it"
     assert info.value.candidates == []
     assert fake.stats()["batches"] == 0
+    assert [i.task_instance for i in open_intents(hook, 2)] == [ME], "in doubt: stays open"
 
-    result = Submitter(hook, store, ME).submit(request_set)
+    CLOCK.advance(5.0)
+    with pytest.raises(BatchSubmissionUnknownError):
+        submitter(hook, store).submit(request_set)
+    assert _creates(fake) == 1
+
+    CLOCK.advance(HOUR)
+    result = submitter(hook, store).submit(request_set)
     assert result.how == "created"
     assert fake.stats()["batches"] == 1
+    assert open_intents(hook, 2) == []
+
+
+def test_a_create_that_certainly_made_nothing_lets_the_next_try_create_at_once(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
+) -> None:
+    fake.inject_fault(Fault("status", status=400, method="POST"))
+    store = MemoryStore()
+    request_set = build_request_set(requests_for(2))
+    with pytest.raises(BadRequestError):
+        submitter(hook, store).submit(request_set)
+    assert store.get()["created_nothing"] is True  # type: ignore[index]
+    assert open_intents(hook, 2) == []
+
+    result = submitter(hook, store).submit(request_set)
+    assert result.how == "created"
+    assert _lists(fake) == 0, "nothing to look for"
 
 
 def test_other_task_instances_batches_are_never_adopted(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
-    theirs = Submitter(hook, MemoryStore(), OTHER).submit(build_request_set(requests_for(2)))
+    theirs = submitter(hook, MemoryStore(), OTHER).submit(build_request_set(requests_for(2)))
     fake.inject_fault(Fault("drop", method="POST", after_effect=True))
-    mine = Submitter(hook, MemoryStore(), ME).submit(build_request_set(requests_for(2, "x")))
+    mine = submitter(hook, MemoryStore()).submit(build_request_set(requests_for(2, "x")))
     assert mine.how == "adopted"
     assert mine.batch.id != theirs.batch.id
 
 
 def test_two_unclaimed_candidates_fail_naming_both(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     stranger = fake.create_batch(num_requests=2)["id"]
     fake.inject_fault(Fault("drop", method="POST", after_effect=True))
     with pytest.raises(AmbiguousBatchError) as info:
-        Submitter(hook, MemoryStore(), ME).submit(build_request_set(requests_for(2)))
+        submitter(hook, MemoryStore()).submit(build_request_set(requests_for(2)))
     (made,) = [b.id for b in hook.list_batches().data if b.id != stranger]
     assert sorted(info.value.candidates) == sorted([stranger, made])
     assert stranger in str(info.value)
@@ -192,23 +278,207 @@ def test_two_unclaimed_candidates_fail_naming_both(
 
 
 def test_a_canceled_recorded_batch_is_replaced(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     store = MemoryStore()
     request_set = build_request_set(requests_for(1))
-    first = Submitter(hook, store, ME).submit(request_set)
+    first = submitter(hook, store).submit(request_set)
     hook.cancel_batch(first.batch.id)
-    second = Submitter(hook, store, ME).submit(request_set)
+    second = submitter(hook, store).submit(request_set)
     assert second.how == "created"
     assert second.batch.id != first.batch.id
 
 
+def _die_when_the_create_returns(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Make the worker die the moment its next create returns or fails; returns the undo."""
+    real = MessageBatchHook.create_batch
+
+    def create_then_die(self: MessageBatchHook, requests: Any) -> Any:
+        try:
+            real(self, requests)
+        finally:
+            raise SimulatedCrash
+
+    monkeypatch.setattr(MessageBatchHook, "create_batch", create_then_die)
+    return lambda: monkeypatch.setattr(MessageBatchHook, "create_batch", real)
+
+
+def test_a_lost_create_never_adopts_the_batch_another_map_index_made(
+    fake: FakeBatchesServer,
+    hook: MessageBatchHook,
+    variables: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Index 0's create takes effect, its answer is lost and its worker dies at once (before
+    listing, before anything but its intent is known); index 1's create fails having made
+    nothing. Index 1 finds index 0's batch, the only
+    unclaimed one of its size: while index 0's create may still be answered it waits
+    (retryable), afterwards it fails naming the batch and index 0, and never adopts it."""
+    index0 = TaskIdentity("dag", "run", "submit", 0)
+    index1 = TaskIdentity("dag", "run", "submit", 1)
+    fake.inject_fault(Fault("drop", method="POST", after_effect=True))
+    undo = _die_when_the_create_returns(monkeypatch)
+    with pytest.raises(SimulatedCrash):
+        submitter(hook, MemoryStore(), index0).submit(build_request_set(requests_for(3, "a")))
+    undo()
+    (theirs,) = [b.id for b in hook.list_batches().data]
+
+    fake.inject_fault(Fault("status", status=500, method="POST"))
+    store1 = MemoryStore()
+    requests1 = build_request_set(requests_for(3, "b"))
+    with pytest.raises(BatchSubmissionUnknownError) as soon:
+        submitter(hook, store1, index1).submit(requests1)
+    assert not isinstance(soon.value, AmbiguousBatchError), "index 0 may still be answered"
+    assert soon.value.candidates == [theirs]
+    assert str(index0) in str(soon.value)
+
+    CLOCK.advance(HOUR)
+    with pytest.raises(AmbiguousBatchError) as later:
+        submitter(hook, store1, index1).submit(requests1)
+    assert later.value.candidates == [theirs]
+    assert theirs in str(later.value)
+    assert str(index0) in str(later.value)
+    assert store1.get()["batch_id"] is None  # type: ignore[index]
+    assert task_record.read_claim(theirs) is None
+    assert fake.stats()["batches"] == 1
+
+
+def test_an_overlapping_try_never_creates_while_the_first_create_is_under_way(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
+) -> None:
+    """A second try of the same task instance starts while the first one's create is still
+    in flight (a lost heartbeat): it finds the intent, nothing listed yet, and must not
+    create; the first try's batch is the only one."""
+    fake.inject_fault(Fault("delay", delay=2.0, method="POST"))
+    store = MemoryStore()
+    request_set = build_request_set(requests_for(2))
+    outcome: dict[str, Any] = {}
+
+    def first_try() -> None:
+        try:
+            outcome["first"] = submitter(hook, store).submit(request_set)
+        except BaseException as error:  # reported by the assertions below
+            outcome["first"] = error
+
+    thread = threading.Thread(target=first_try)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while _creates(fake) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _creates(fake) == 1, "the first try never sent its create"
+        with pytest.raises(BatchSubmissionUnknownError) as info:
+            submitter(hook, store).submit(request_set)
+        assert not isinstance(info.value, AmbiguousBatchError)
+    finally:
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    first = outcome["first"]
+    assert not isinstance(first, BaseException), first
+    assert first.how == "created"
+    assert _creates(fake) == 1
+    assert fake.stats()["batches"] == 1
+    assert store.get()["batch_id"] == first.batch.id  # type: ignore[index]
+
+
+def test_a_worker_clock_ten_minutes_off_still_finds_its_lost_batch(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
+) -> None:
+    """The window of creation times is moved onto the API's clock by the offset the list's
+    ``Date`` header shows: a worker clock off by more than the two minutes of slack still
+    finds the batch its lost create made, instead of creating a second one."""
+    fake.inject_fault(Fault("drop", method="POST", after_effect=True))
+    store = MemoryStore()
+    request_set = build_request_set(requests_for(2))
+    result = submitter(hook, store, skew=-600.0).submit(request_set)
+    assert result.how == "adopted"
+    assert fake.stats()["batches"] == 1
+    assert _creates(fake) == 1
+
+
+@pytest.mark.parametrize("date", ["", "not a date", "Thu, 01 Jan 2099 00:00:00 GMT"])
+def test_a_missing_or_unbelievable_date_header_leaves_the_clock_as_is(date: str) -> None:
+    import httpx
+
+    from airflow_provider_batches.hooks.batch import parse_dated_page
+    from airflow_provider_batches.transport import ApiRequest
+
+    body = b'{"data": [], "has_more": false, "first_id": null, "last_id": null}'
+    headers = {"content-type": "application/json", **({"date": date} if date else {})}
+    response = httpx.Response(200, headers=headers, content=body)
+    dated = parse_dated_page(response, ApiRequest("GET", "u"), "secret")
+    assert dated.page.data == []
+    now = time.time()
+    assert sub.clock_offset(dated.server_time, now) == 0.0
+    assert sub.clock_offset(now - 700.0, now) == pytest.approx(-700.0)
+
+
+def test_an_intent_erased_by_a_stale_write_is_written_again(variables: dict[str, str]) -> None:
+    """Variables have no compare-and-swap: another writer that read the registry shard before
+    our write and writes after it erases our entry. The read-back after the pause sees that
+    and writes ours again, keeping theirs."""
+    registry = IntentRegistry("scope", 2)
+    neighbour = next(
+        who
+        for who in (TaskIdentity("dag", "run", "other", index) for index in range(1000))
+        if registry.shard_key(who) == registry.shard_key(ME)
+    )
+    mine = Intent.new(ME, "f1", time.time(), time.time() + 60)
+    theirs = Intent.new(neighbour, "f2", time.time(), time.time() + 60)
+    shard = registry.shard_key(ME)
+    pauses: list[float] = []
+
+    def their_stale_write_lands(seconds: float) -> None:
+        if not pauses:  # they read the shard before our write: it held nothing then
+            variables[shard] = json.dumps({"intents": [theirs.to_dict()]})
+        pauses.append(seconds)
+
+    IntentRegistry("scope", 2, sleep=their_stale_write_lands).open(mine)
+
+    assert sorted(i.token for i in registry.entries()) == sorted([mine.token, theirs.token])
+    assert len(pauses) > 1, "our entry was written again"
+
+
+def test_a_stale_intent_whose_batch_is_claimed_does_not_block_adoption(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
+) -> None:
+    """A task instance that died between claiming its batch and withdrawing its intent leaves
+    an open intent; its claimed batch shows its create is accounted for."""
+    theirs = submitter(hook, MemoryStore(), OTHER).submit(build_request_set(requests_for(2)))
+    registry = IntentRegistry(registry_scope(hook.settings.base_url), 2)
+    now = time.time()
+    registry.open(Intent.new(OTHER, "f", now - 5, now - 1))
+    fake.inject_fault(Fault("drop", method="POST", after_effect=True))
+    mine = submitter(hook, MemoryStore()).submit(build_request_set(requests_for(2, "x")))
+    assert mine.how == "adopted"
+    assert mine.batch.id != theirs.batch.id
+
+
+def test_expired_intents_are_forgotten(variables: dict[str, str]) -> None:
+    now = time.time()
+    registry = IntentRegistry("scope", 2, sleep=lambda seconds: None)
+    expired = Intent.new(OTHER, "f", now - intent_registry.INTENT_TTL - 1, now)
+    variables[registry.shard_key(OTHER)] = json.dumps({"intents": [expired.to_dict()]})
+    assert registry.entries() == []
+    registry.open(Intent.new(ME, "f", now, now + 60))
+    assert [i.task_instance for i in registry.others(OTHER)] == [ME]
+    registry.close(ME)
+    assert registry.entries() == []
+
+
+def test_an_unreadable_registry_is_an_error_not_an_empty_one(variables: dict[str, str]) -> None:
+    registry = IntentRegistry("scope", 2)
+    variables[registry.shard_key(ME)] = json.dumps({"intents": [{"task_instance": 1}]})
+    with pytest.raises(task_record.UnreadableRecordError, match="intents"):
+        registry.entries()
+
+
 def test_a_non_ambiguous_create_failure_is_raised_as_is(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any]
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
 ) -> None:
     fake.inject_fault(Fault("status", status=400, method="POST"))
     with pytest.raises(BadRequestError):
-        Submitter(hook, MemoryStore(), ME).submit(build_request_set(requests_for(1)))
+        submitter(hook, MemoryStore()).submit(build_request_set(requests_for(1)))
     assert _lists(fake) == 0
 
 
@@ -238,7 +508,7 @@ def test_which_create_failures_are_ambiguous(error: BaseException, ambiguous: bo
 
 
 def test_listing_stops_at_the_window(
-    fake: FakeBatchesServer, hook: MessageBatchHook, claims: dict[str, Any], monkeypatch: Any
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str], monkeypatch: Any
 ) -> None:
     for _ in range(7):
         fake.create_batch(num_requests=1)
