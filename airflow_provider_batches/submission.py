@@ -318,15 +318,13 @@ def find_candidates(
     ``count`` requests."""
     found: list[MessageBatch] = []
     claimed: list[tuple[TaskIdentity, float]] = []
-    after: str | None = None
-    offset: float | None = None
-    low = high = 0.0
-    for _ in range(MAX_LIST_PAGES):
-        page, server_time = hook.list_batches_dated(limit=LIST_PAGE_SIZE, after_id=after)
-        if offset is None:
-            offset = clock_offset(server_time, clock())
+    offset = low = high = 0.0
+    listing = hook.batch_listing(LIST_PAGE_SIZE, MAX_LIST_PAGES)
+    for page in listing:
+        if listing.pages_read == 1:
+            offset = clock_offset(listing.server_time, clock())
             low, high = since + offset - CLOCK_SKEW, until + offset + CLOCK_SKEW
-        for batch in page.data:
+        for batch in page.batches:
             created = batch.created_at.timestamp()
             if low <= created <= high and batch.total_requests == count:
                 owner = read_claim(batch.id)
@@ -334,16 +332,35 @@ def find_candidates(
                     found.append(batch)
                 else:
                     claimed.append((owner, created - offset))
-        oldest = page.data[-1].created_at.timestamp() if page.data else low - 1
-        if not page.has_more or oldest < low:
-            return Search(found, claimed, offset, low, high)
-        after = page.last_id
-    raise AmbiguousBatchError(
-        f"More than {MAX_LIST_PAGES * LIST_PAGE_SIZE} batches were created after "
-        f"{_iso(low)}: cannot tell whether the lost create for {identity} made one. Rerun "
-        "with resubmit=True once you have checked.",
-        candidates=[batch.id for batch in found],
-    )
+        if page.batches and page.batches[-1].created_at.timestamp() < low:
+            break
+    else:
+        if not listing.complete:
+            raise AmbiguousBatchError(
+                f"Listing the batches created after {_iso(low)} stopped before reaching them "
+                f"all ({_listing_end(listing.end)}): cannot tell whether "
+                f"the lost create for {identity} made one. Rerun with resubmit=True once you "
+                "have checked in the Console.",
+                candidates=[batch.id for batch in found],
+            )
+    if listing.skipped:
+        raise AmbiguousBatchError(
+            f"Listing the batches created after {_iso(low)} returned {listing.skipped} entries "
+            f"that are not valid batches: any of them may be the lost create for {identity}. "
+            "Rerun with resubmit=True once you have checked in the Console.",
+            candidates=[batch.id for batch in found],
+        )
+    return Search(found, claimed, offset, low, high)
+
+
+def _listing_end(end: str | None) -> str:
+    if end == "page cap":
+        return f"more than {MAX_LIST_PAGES * LIST_PAGE_SIZE} batches were created since"
+    return {
+        "no cursor": "the server said it had more pages but gave no cursor",
+        "invalid cursor": "the server's cursor is not a batch id",
+        "repeated cursor": "the server sent a cursor it had sent before",
+    }.get(end or "", str(end))
 
 
 def clock_offset(server_time: float | None, local_time: float) -> float:

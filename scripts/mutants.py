@@ -154,7 +154,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "triggers/batch.py",
         "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
         "        return False\n",
-        ("tests/operator/test_operator_dag.py::test_too_many_failed_polls_give_up_and_cancel",),
+        (
+            "tests/operator/test_operator_dag.py::"
+            "test_too_many_failed_polls_leave_the_batch_running_for_the_next_try",
+        ),
     ),
     Mutant(
         "the trigger ignores the expiry grace",
@@ -659,6 +662,26 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_batch_the_list_hides_for_a_while_is_not_reported_again_after_restarts",
         ),
     ),
+    Mutant(
+        "a lost create's listing ignores entries it could not read",
+        "submission.py",
+        "    if listing.skipped:\n",
+        "    if False:\n",
+        (
+            "tests/operator/test_operator_submission.py::"
+            "test_a_listing_that_may_have_missed_a_batch_is_ambiguous",
+        ),
+    ),
+    Mutant(
+        "a lost create's listing cut short by the pager counts as complete",
+        "submission.py",
+        "        if not listing.complete:\n",
+        "        if False:\n",
+        (
+            "tests/operator/test_operator_submission.py::"
+            "test_a_listing_that_may_have_missed_a_batch_is_ambiguous",
+        ),
+    ),
 )
 
 
@@ -741,11 +764,26 @@ def run_tests(copy_root: Path, tests: tuple[str, ...]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def markdown_table() -> str:
+    """The table of ``docs/reliability.md``: each mutant and the tests that kill it."""
+    rows = ["| mutant | killed by |", "| --- | --- |"]
+    for mutant in MUTANTS:
+        tests = ", ".join(f"`{test.removeprefix('tests/')}`" for test in mutant.tests)
+        rows.append(f"| {mutant.name.replace('|', '/')} | {tests} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="run only the mutants with these names")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument(
+        "--table", action="store_true", help="print the docs/reliability.md table and exit"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(), end="")
+        return 0
     mutants = [m for m in MUTANTS if not args.names or m.name in args.names]
     if args.list:
         for mutant in MUTANTS:

@@ -237,12 +237,6 @@ class MessageBatchHook(BaseHook):
         request = _list_request(self.settings, limit, after_id, before_id)
         return send(shared_sync_client(self.settings), self.settings, request, parse_list_page)
 
-    def list_batches_dated(self, limit: int = 20, after_id: str | None = None) -> DatedPage:
-        """:meth:`list_batches`, with the time the API answered (its ``Date`` header): what
-        this machine's clock is measured against when a window of ``created_at`` matters."""
-        request = _list_request(self.settings, limit, after_id, None)
-        return send(shared_sync_client(self.settings), self.settings, request, parse_dated_page)
-
     async def alist_batches(
         self, limit: int = 20, after_id: str | None = None, before_id: str | None = None
     ) -> MessageBatchPage:
@@ -298,24 +292,16 @@ def parse_batch(response: ResponseLike, request: ApiRequest, secret: str) -> Mes
     return batch
 
 
-class DatedPage(NamedTuple):
-    """A list page and the API's clock when it answered (epoch seconds; ``None`` without a
-    readable ``Date`` header)."""
-
-    page: MessageBatchPage
-    server_time: float | None
-
-
-def parse_dated_page(response: ResponseLike, request: ApiRequest, secret: str) -> DatedPage:
-    """:func:`parse_list_page` plus the response's ``Date`` header."""
-    page = parse_list_page(response, request, secret)
+def response_date(response: ResponseLike) -> float | None:
+    """The API's clock when it answered (its ``Date`` header, epoch seconds), or None without
+    a readable one."""
     try:
         when = parsedate_to_datetime(response.headers.get("date", ""))
     except (TypeError, ValueError, IndexError):
-        return DatedPage(page, None)
+        return None
     if when.tzinfo is None:  # "-0000": UTC, as every HTTP date is
         when = when.replace(tzinfo=timezone.utc)
-    return DatedPage(page, when.timestamp())
+    return when.timestamp()
 
 
 def parse_list_page(response: ResponseLike, request: ApiRequest, secret: str) -> MessageBatchPage:
@@ -367,7 +353,8 @@ class BatchListing:
     not a valid batch is left out and counted in ``skipped``. The listing ends without an error
     when the server says it has no more (``complete``), or when a guard stops it: ``max_pages``
     pages read, or a cursor that is missing, not a valid batch id, or followed before in this
-    listing. ``end`` says which.
+    listing. ``end`` says which. ``server_time`` is the API's clock when it answered the first
+    page (its ``Date`` header), to measure this machine's clock against.
     """
 
     def __init__(self, hook: MessageBatchHook, page_size: int, max_pages: int) -> None:
@@ -380,6 +367,7 @@ class BatchListing:
         self.pages_read = 0
         self.skipped = 0
         self.end: ListingEnd | None = None
+        self.server_time: float | None = None
         self._after_id: str | None = None
         self._followed: set[str] = set()
 
@@ -432,6 +420,8 @@ class BatchListing:
 
     def _page(self, raw: _RawPage, batches: list[MessageBatch], skipped: int) -> ListedPage:
         self.pages_read += 1
+        if self.server_time is None:
+            self.server_time = raw.answered_at
         if skipped:
             self.skipped += skipped
             log.warning("Skipped %d list entries that are not valid message batches.", skipped)
@@ -474,6 +464,7 @@ class _RawPage(NamedTuple):
     items: list[Any]
     has_more: bool
     last_id: str | None
+    answered_at: float | None
 
 
 def parse_raw_list_page(
@@ -494,7 +485,7 @@ def parse_raw_list_page(
     has_more, last_id = body.get("has_more"), body.get("last_id")
     if not isinstance(has_more, bool) or not (last_id is None or isinstance(last_id, str)):
         raise invalid_response(response, request, secret, "has_more or last_id is malformed")
-    return _RawPage(data, has_more, last_id)
+    return _RawPage(data, has_more, last_id, response_date(response))
 
 
 def _batches_in(items: list[Any]) -> tuple[list[MessageBatch], int]:

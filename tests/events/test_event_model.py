@@ -16,9 +16,9 @@ Invariants, after every step:
 - within one life, a batch produces at most one event; a batch whose event came before the
   stored watermark was written never produces one again;
 - every usable ended batch of the window on a page the poll reaches (the list is newest first:
-  a poll ends at a page that ends before the window, at the last page, at a missing or repeated cursor or
-  at ``max_pages``) produces an event in that poll, unless it did before (or, once only, ended
-  before the horizon it restarted from); no entry beside it can prevent that;
+  a poll ends at a page that ends before the window, at the last page, at a missing or
+  repeated cursor or at ``max_pages``) produces an event in that poll, unless it did before
+  (or, once only, ended before the horizon it restarted from); no entry beside it can prevent that;
 - a poll with a failed page produces nothing; the stored horizon never passes the trigger's
   clock and never moves back.
 

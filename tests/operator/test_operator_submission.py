@@ -25,6 +25,7 @@ from airflow_provider_batches.exceptions import (
     BadRequestError,
     BatchCreateOutcomeUnknownError,
     InvalidResponseError,
+    MessageBatchError,
     OverloadedError,
     RateLimitError,
 )
@@ -38,7 +39,7 @@ from airflow_provider_batches.submission import (
     is_ambiguous_create_failure,
 )
 from airflow_provider_batches.task_record import TaskIdentity
-from airflow_provider_batches.testing import FakeBatchesServer, Fault
+from airflow_provider_batches.testing import FakeApiError, FakeBatchesServer, Fault
 
 ME = TaskIdentity("dag", "run", "submit")
 OTHER = TaskIdentity("dag", "run", "other")
@@ -400,16 +401,13 @@ def test_a_worker_clock_ten_minutes_off_still_finds_its_lost_batch(
 def test_a_missing_or_unbelievable_date_header_leaves_the_clock_as_is(date: str) -> None:
     import httpx
 
-    from airflow_provider_batches.hooks.batch import parse_dated_page
-    from airflow_provider_batches.transport import ApiRequest
+    from airflow_provider_batches.hooks.batch import response_date
 
     body = b'{"data": [], "has_more": false, "first_id": null, "last_id": null}'
     headers = {"content-type": "application/json", **({"date": date} if date else {})}
     response = httpx.Response(200, headers=headers, content=body)
-    dated = parse_dated_page(response, ApiRequest("GET", "u"), "secret")
-    assert dated.page.data == []
     now = time.time()
-    assert sub.clock_offset(dated.server_time, now) == 0.0
+    assert sub.clock_offset(response_date(response), now) == 0.0
     assert sub.clock_offset(now - 700.0, now) == pytest.approx(-700.0)
 
 
@@ -514,7 +512,7 @@ def test_listing_stops_at_the_window(
         fake.create_batch(num_requests=1)
     monkeypatch.setattr(sub, "LIST_PAGE_SIZE", 2)
     monkeypatch.setattr(sub, "MAX_LIST_PAGES", 3)
-    with pytest.raises(AmbiguousBatchError, match="More than 6 batches"):
+    with pytest.raises(AmbiguousBatchError, match="more than 6 batches"):
         sub.find_candidates(hook, 5, since=0.0, until=1e12, identity=ME)
     assert _lists(fake) == 3
 
@@ -573,3 +571,51 @@ def test_an_unreadable_record_variable_is_an_error_not_a_missing_record(
     )
     assert task_record.VariableRecords(ME).get() is None
     assert task_record.read_claim("msgbatch_x") is None
+
+
+@pytest.mark.parametrize(
+    ("page_answer", "problem"),
+    [
+        (lambda query, page: {**page, "data": [*page["data"], {"id": "no batch"}]}, "not valid"),
+        (
+            lambda query, page: {**page, "has_more": True, "last_id": "msgbatch_repeated"},
+            "sent before",
+        ),
+        (lambda query, page: {**page, "has_more": True, "last_id": None}, "no cursor"),
+        (
+            lambda query, page: {**page, "has_more": True, "last_id": "msgbatch_x/y"},
+            "not a batch id",
+        ),
+    ],
+    ids=["invalid entry", "repeated cursor", "no cursor", "invalid cursor"],
+)
+def test_a_listing_that_may_have_missed_a_batch_is_ambiguous(
+    fake: FakeBatchesServer,
+    hook: MessageBatchHook,
+    variables: dict[str, str],
+    page_answer: Callable[[dict[str, str], dict[str, Any]], dict[str, Any]],
+    problem: str,
+) -> None:
+    """The lost create may be the entry the listing could not read or the page it could not
+    reach: a batch is never adopted, nor a new one created, on such a listing."""
+    fake.create_batch(num_requests=3)
+    fake.set_list_hook(page_answer)
+    with pytest.raises(AmbiguousBatchError, match=problem) as raised:
+        sub.find_candidates(hook, 3, since=0.0, until=1e12, identity=ME)
+    assert "resubmit=True" in str(raised.value)
+    assert fake.request_count(method="POST") == 0
+
+
+def test_a_failed_list_page_is_raised_not_read_as_no_batch(
+    fake: FakeBatchesServer, hook: MessageBatchHook, variables: dict[str, str]
+) -> None:
+    fake.create_batch(num_requests=3)
+
+    def second_page_fails(query: dict[str, str], page: dict[str, Any]) -> object:
+        if "after_id" in query:
+            raise FakeApiError(404, "cursor batch deleted", "not_found_error")
+        return {**page, "has_more": True}
+
+    fake.set_list_hook(second_page_fails)
+    with pytest.raises(MessageBatchError):
+        sub.find_candidates(hook, 3, since=0.0, until=1e12, identity=ME)
