@@ -19,22 +19,6 @@ $(STAMP): pyproject.toml requirements-lock.txt
 # the provider's dependencies and the test tooling; users install with constraints/ instead).
 MATRIX_MINORS ?= 3.0 3.1 3.2
 MATRIX_VENVS := .venvs
-# The DAG-level, trigger and end-to-end suites (everything runs on the newest in `make test`).
-MATRIX_TESTS := tests/test_compat.py tests/test_provider_info.py tests/test_trigger.py \
-	tests/test_hook_async.py tests/test_sensor_dag.py tests/test_example_dags.py \
-	tests/operator tests/watcher tests/events/test_event_window.py \
-	tests/events/test_event_trigger.py tests/results/test_results_reader.py \
-	tests/results/test_result_models.py tests/e2e/test_scheduler_triggerer.py
-# Left out on 3.0 only, with the reason each fails there (test harness, not provider code; see
-# docs/compatibility.md): they read log text that 3.0 routes elsewhere, or patch 3.1+ names.
-MATRIX_DESELECT_30 := \
-	--deselect "tests/operator/test_operator_dag.py::test_giving_up_cancels_only_when_asked" \
-	--deselect tests/operator/test_operator_dag.py::test_too_many_failed_polls_give_up_and_cancel \
-	--deselect tests/watcher/test_watcher_waits.py::test_one_connection_lookup_for_a_hundred_triggers \
-	--deselect tests/watcher/test_watcher_waits.py::test_a_missing_connection_fails_the_trigger_as_before \
-	--deselect tests/events/test_event_trigger.py::test_permanent_errors_are_logged_and_the_watcher_keeps_running \
-	--deselect tests/events/test_event_trigger.py::test_a_missing_connection_is_logged_and_retried_not_raised
-
 $(MATRIX_VENVS)/airflow-%/.installed: dev-locks/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_VENVS)/airflow-$*
 	$(PYTHON) -m venv $(MATRIX_VENVS)/airflow-$*
@@ -47,10 +31,8 @@ $(MATRIX_VENVS)/airflow-%/.installed: dev-locks/airflow-%.txt pyproject.toml
 
 test-matrix: $(foreach m,$(MATRIX_MINORS),$(MATRIX_VENVS)/airflow-$(m)/.installed)
 	set -e; for m in $(MATRIX_MINORS); do \
-		deselect=""; [ "$$m" != 3.0 ] || deselect='$(MATRIX_DESELECT_30)'; \
-		echo "== Airflow $$m: $(MATRIX_TESTS) $$deselect"; \
-		eval $(MATRIX_VENVS)/airflow-$$m/bin/python -m pytest -q -p no:cacheprovider \
-			$(MATRIX_TESTS) $$deselect; \
+		echo "== Airflow $$m: the suites marked matrix"; \
+		$(MATRIX_VENVS)/airflow-$$m/bin/python -m pytest -q -p no:cacheprovider -m matrix; \
 	done
 
 # The wheel and sdist users install (dist/), their metadata checked as a package index would.

@@ -1,10 +1,15 @@
-"""One exception hierarchy for everything the provider raises.
+"""Every exception and warning the provider raises, in one tree.
 
 ::
 
     MessageBatchError
     ├── InvalidBatchIdError (also ValueError)
     ├── ConnectionConfigError (also ValueError)
+    ├── InvalidRequestSetError        unusable requests (AirflowFail..., ValueError)
+    ├── UnreadableRecordError         the task's submission record cannot be read (AirflowFail...)
+    ├── IntentRegistryBusyError       the deployment's intent registry cannot be written (retried)
+    ├── BatchSubmissionUnknownError   a create may have made a batch; listing cannot tell (retried)
+    │   └── AmbiguousBatchError       several batches could be it: a person decides (AirflowFail...)
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -15,13 +20,31 @@
     │       ├── PermissionDeniedError (403), NotFoundError (404), RequestTimeoutError (408),
     │       ├── ConflictError (409), RequestTooLargeError (413), RateLimitError (429),
     │       ├── InternalServerError (5xx) └── OverloadedError (529)
-    └── BatchWaitError                the wait did not succeed (an AirflowException)
-        ├── BatchPermanentError       retrying cannot help: 401, 403, 404... (AirflowFail...)
-        ├── BatchOutcomeError         ended, but an outcome policy rejects it (AirflowFail...)
-        └── BatchWaitTimeoutError     deadline passed before the batch ended (AirflowSensorTimeout)
+    ├── BatchWaitError                the wait did not succeed (an AirflowException)
+    │   ├── BatchPermanentError       retrying cannot help: 401, 403, 404... (AirflowFail...)
+    │   ├── BatchOutcomeError         ended, but an outcome policy rejects it (AirflowFail...)
+    │   └── BatchWaitTimeoutError     deadline passed before the batch ended (AirflowSensorTimeout)
+    └── ResultsError                  a batch's results could not be read or written
+        ├── ResultsNotReadyError      the batch has not ended yet
+        ├── ResultsUnavailableError   archived, or refused with a 4xx (AirflowFail...)
+        ├── ResultsHostNotAllowedError  results_url on another host (AirflowFail..., ValueError)
+        ├── InvalidResultLineError    a line that is not a results line (AirflowFail..., ValueError)
+        ├── ResultLineTooLargeError   a line past the bound (AirflowFail..., ValueError)
+        └── IncompleteResultsError    the results ended early
+            └── OverlongResultsError  more lines or ids than a batch's results hold
 
-No exception ever holds the API key: messages are built from the request's method and URL and
-the API's error body, never from headers.
+    UserWarning
+    ├── InsecureEndpointWarning       the API key would travel over plain HTTP
+    └── ApiKeyWhitespaceWarning       the key has surrounding whitespace (stripped)
+
+Elsewhere, by design: ``_compat.UnsupportedAirflowFeatureError`` (a ValueError: the installed
+Airflow lacks a feature asked for; it lives beside the version checks that raise it) and the
+fake API's ``testing.FakeApiError`` / ``testing.FakeAdminError`` (test tooling, not the
+provider's).
+
+A ``...(AirflowFail...)`` error fails the task at once: retrying cannot fix it. No exception
+ever holds the API key: messages are built from the request's method and URL and the API's
+error body, never from headers.
 """
 
 from __future__ import annotations
@@ -274,3 +297,93 @@ class BatchOutcomeError(BatchWaitError, AirflowFailException):
 
 class BatchWaitTimeoutError(BatchWaitError, AirflowSensorTimeout):
     """The wait's deadline passed before the batch ended."""
+
+
+class InsecureEndpointWarning(UserWarning):
+    """The API key would travel over plain HTTP to a host other than loopback."""
+
+
+class ApiKeyWhitespaceWarning(UserWarning):
+    """The API key had whitespace around it (a pasted newline, a leading space); it was removed."""
+
+
+class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
+    """The requests cannot be submitted as they are; retrying the task cannot help.
+
+    ``index`` (0-based) and ``custom_id`` name the first bad request, when one is at fault.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, custom_id: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.custom_id = custom_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_request_set_error, (str(self), self.index, self.custom_id))
+
+
+def _rebuild_request_set_error(
+    message: str, index: int | None, custom_id: Any
+) -> InvalidRequestSetError:
+    return InvalidRequestSetError(message, index=index, custom_id=custom_id)
+
+
+class UnreadableRecordError(MessageBatchError, AirflowFailException):
+    """A record or claim exists but cannot be read: never guessed to be absent."""
+
+
+class IntentRegistryBusyError(MessageBatchError, AirflowException):
+    """The registry kept changing under concurrent writes: nothing was sent; a retry may pass."""
+
+
+class BatchSubmissionUnknownError(MessageBatchError, AirflowException):
+    """A create may or may not have made a batch, and listing could not tell which.
+
+    ``candidates`` are the batches that could be it (possibly none yet).
+    """
+
+    def __init__(self, message: str, *, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self),), {"candidates": self.candidates})
+
+
+class AmbiguousBatchError(BatchSubmissionUnknownError, AirflowFailException):
+    """Several batches could be the one a lost create made: a person must decide."""
+
+
+class ResultsError(MessageBatchError, AirflowException):
+    """The results of a batch could not be read or written."""
+
+
+class ResultsNotReadyError(ResultsError):
+    """The batch has not ended yet, so it has no results; wait for it first (sensor, trigger)."""
+
+
+class ResultsUnavailableError(ResultsError, AirflowFailException):
+    """The results cannot be downloaded: archived, or the API refused them with a 4xx."""
+
+
+class ResultsHostNotAllowedError(ResultsError, AirflowFailException, ValueError):
+    """The batch's ``results_url`` is on another host than the connection's: the API key
+    would be sent there."""
+
+
+class InvalidResultLineError(ResultsError, AirflowFailException, ValueError):
+    """A line of the results is not a results line (not JSON, no ``custom_id``...)."""
+
+
+class ResultLineTooLargeError(ResultsError, AirflowFailException, ValueError):
+    """A results line is longer than the configured bound."""
+
+
+class IncompleteResultsError(ResultsError):
+    """The results ended before every request of the batch had a line (or, as
+    :class:`OverlongResultsError`, had more lines)."""
+
+
+class OverlongResultsError(IncompleteResultsError):
+    """The results stream sent more than a batch's results: more distinct ``custom_id``s than
+    the batch has requests, or more blank or repeated lines than a read allows."""

@@ -19,7 +19,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     },
 }
 
-#: One form field per extra the hook reads (``connection_extras._KNOWN_EXTRAS``).
+#: One form field per extra the hook reads (``connection_extras.KNOWN_EXTRAS``).
 CONN_FIELDS: dict[str, Any] = {
     "anthropic_version": {
         "label": "anthropic-version header",

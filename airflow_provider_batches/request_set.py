@@ -21,8 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from airflow_provider_batches._compat import AirflowFailException
-from airflow_provider_batches.exceptions import MessageBatchError
+from airflow_provider_batches.exceptions import InvalidRequestSetError
 
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_REQUESTS = 100_000
@@ -36,25 +35,6 @@ _NO_SUCH_FILE = frozenset(
 _SHOWN_CHARS = 120
 REQUIRED_PARAMS = ("model", "max_tokens", "messages")
 _BODY_OVERHEAD = len(b'{"requests":[]}')
-
-
-class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
-    """The requests cannot be submitted as they are; retrying the task cannot help.
-
-    ``index`` (0-based) and ``custom_id`` name the first bad request, when one is at fault.
-    """
-
-    def __init__(self, message: str, *, index: int | None = None, custom_id: Any = None) -> None:
-        super().__init__(message)
-        self.index = index
-        self.custom_id = custom_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (str(self), self.index, self.custom_id))
-
-
-def _rebuild(message: str, index: int | None, custom_id: Any) -> InvalidRequestSetError:
-    return InvalidRequestSetError(message, index=index, custom_id=custom_id)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Event-loop stall beside the fault matrix: the measurement the tests no longer time.
 
-Runs every case of ``tests/reliability/reliability_cases.py`` at once in one event loop, next
+Runs every case of ``tests/support/reliability_cases.py`` at once in one event loop, next
 to healthy waits, as one triggerer would, and reports how late a 10 ms tick ran (the loop's
 stall), also as a ratio of the waits' poll interval. The tests check the same run by counting
 blocking calls on the loop (``test_matrix_concurrently_beside_healthy_triggers``); this script
@@ -39,7 +39,7 @@ async def one_round(healthy_count: int) -> dict[str, float]:
     from helpers import API_KEY
     from reliability_cases import BASE_TRIGGER, CASES, Env, Scenario, run_scenario
 
-    from airflow_provider_batches.clients import aclose_shared_clients, shared_async_pool
+    from airflow_provider_batches._http.clients import aclose_shared_clients, shared_async_pool
     from airflow_provider_batches.hooks.batch import MessageBatchHook
     from airflow_provider_batches.testing import FakeBatchesServer
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger

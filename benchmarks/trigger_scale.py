@@ -255,7 +255,7 @@ def trigger_factory(args: argparse.Namespace, url: str) -> tuple[Any, dict[str, 
         if extra:
             conn["extra"] = extra
         os.environ[env_name] = json.dumps(conn)
-        from airflow_provider_batches.connection_extras import DEFAULT_MAX_CONNECTIONS
+        from airflow_provider_batches._connection.extras import DEFAULT_MAX_CONNECTIONS
         from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
         def make(batch_id: str) -> Any:

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow_provider_batches"
 #: Per-test hang guard inside a mutant run (a mutant may turn a wait into an endless loop):
-#: the suite's time bound (tests/time_bound.py) fails such a test after this many seconds.
+#: the suite's time bound (tests/support/time_bound.py) fails such a test after this many seconds.
 TEST_TIMEOUT = 60
-#: What tests/time_bound.py allows a test past TEST_TIMEOUT before it ends the process.
+#: What tests/support/time_bound.py allows a test past TEST_TIMEOUT before it ends the process.
 TEST_GRACE = 30
 #: Seconds a pytest run may spend outside its tests (start-up, the Airflow DB migration).
 RUN_OVERHEAD = 300
@@ -52,7 +52,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if not self.deferrable:\n            return super().execute(context)\n",
         "        if True:\n            return super().execute(context)\n",
         (
-            "tests/test_sensor_defers.py::"
+            "tests/unit/sensors/test_sensor_defers.py::"
             "test_deferrable_sensor_hands_an_unfinished_batch_to_the_trigger",
         ),
     ),
@@ -61,7 +61,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "hooks/batch.py",
         "    if request.batch_id is not None and batch.id != request.batch_id:\n",
         "    if False:\n",
-        ("tests/test_parse_batch_guards.py::test_a_2xx_body_describing_another_batch_is_rejected",),
+        (
+            "tests/unit/hooks/test_parse_batch_guards.py::test_a_2xx_body_describing_another_batch_is_rejected",
+        ),
     ),
     Mutant(
         "parse_batch accepts a body containing the API key",
@@ -74,7 +76,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        # Kept fields go to XCom and logs:"
         " a body that echoes the key is never accepted.\n",
         (
-            "tests/test_parse_batch_guards.py::"
+            "tests/unit/hooks/test_parse_batch_guards.py::"
             "test_a_2xx_body_containing_the_api_key_is_rejected_without_showing_it",
         ),
     ),
@@ -85,18 +87,18 @@ MUTANTS: tuple[Mutant, ...] = (
         " for XCom\n",
         "        pass\n",
         (
-            "tests/test_parse_batch_guards.py::"
+            "tests/unit/hooks/test_parse_batch_guards.py::"
             "test_a_batch_that_cannot_be_serialized_for_xcom_is_an_invalid_response",
         ),
     ),
     Mutant(
         "404 made retryable",
-        "retry.py",
+        "_http/retry.py",
         "RETRYABLE_STATUSES = frozenset({408, 409, 429})\n",
         "RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})\n",
         (
-            "tests/test_retry.py::test_client_errors_are_not_retryable[404]",
-            "tests/test_trigger.py::test_permanent_errors_end_the_wait_at_once[404-NotFoundError-not_found_error]",
+            "tests/unit/_http/test_retry.py::test_client_errors_are_not_retryable[404]",
+            "tests/unit/triggers/test_trigger.py::test_permanent_errors_end_the_wait_at_once[404-NotFoundError-not_found_error]",
         ),
     ),
     Mutant(
@@ -104,7 +106,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "batch_ids.py",
         "    problem = _batch_id_problem(batch_id)\n",
         "    problem = None\n",
-        ("tests/test_hook.py::test_bad_batch_ids_never_reach_the_server",),
+        ("tests/unit/hooks/test_hook.py::test_bad_batch_ids_never_reach_the_server",),
     ),
     Mutant(
         "API key in the trigger kwargs",
@@ -112,14 +114,16 @@ MUTANTS: tuple[Mutant, ...] = (
         '                "conn_id": self.conn_id,\n',
         '                "conn_id": self.conn_id,'
         ' "api_key": MessageBatchHook(self.conn_id).settings.api_key,\n',
-        ("tests/test_sensor_defers.py::test_trigger_kwargs_hold_no_key_after_the_key_was_loaded",),
+        (
+            "tests/unit/sensors/test_sensor_defers.py::test_trigger_kwargs_hold_no_key_after_the_key_was_loaded",
+        ),
     ),
     Mutant(
         "permanent errors retried",
-        "transport.py",
+        "_http/send.py",
         "        if not retryable or self.attempt >= self.settings.max_retries:\n",
         "        if self.attempt >= self.settings.max_retries:\n",
-        ("tests/test_trigger.py::test_permanent_errors_end_the_wait_at_once",),
+        ("tests/unit/triggers/test_trigger.py::test_permanent_errors_end_the_wait_at_once",),
     ),
     Mutant(
         "trigger ignores its deadline",
@@ -128,14 +132,16 @@ MUTANTS: tuple[Mutant, ...] = (
         # (either alone keeps the guarantee), so the mutant drops the deadline itself.
         "        self.deadline = None if deadline is None else float(deadline)\n",
         "        self.deadline = None\n",
-        ("tests/test_deadline.py::test_a_passed_deadline_ends_the_wait_before_any_poll",),
+        (
+            "tests/unit/triggers/test_trigger_deadline.py::test_a_passed_deadline_ends_the_wait_before_any_poll",
+        ),
     ),
     Mutant(
         "the API key is not redacted from error bodies",
-        "transport_errors.py",
+        "_http/errors.py",
         "            if form in text:\n",
         "            if False:\n",
-        ("tests/reliability/test_secrets.py::test_key_echoed_in_an_error_body_is_redacted",),
+        ("tests/integration/test_secrets.py::test_key_echoed_in_an_error_body_is_redacted",),
     ),
     Mutant(
         "a failure streak never ends the wait",
@@ -143,19 +149,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
         "        return False\n",
         (
-            "tests/test_trigger_bounds.py::"
+            "tests/unit/triggers/test_trigger_bounds.py::"
             "test_a_failure_streak_ends_the_wait_after_max_consecutive_errors",
         ),
     ),
     Mutant(
         # The same mutant under dag.test(): the suite's time bound must fail it, not hang
-        # (Airflow's DAG importer cancels pytest-timeout's SIGALRM; tests/time_bound.py).
+        # (Airflow's DAG importer cancels pytest-timeout's SIGALRM; tests/support/time_bound.py).
         "a failure streak never ends the wait under dag.test()",
         "triggers/batch.py",
         "        return self.count >= self.max_count or now - self.started >= self.max_seconds\n",
         "        return False\n",
         (
-            "tests/operator/test_operator_dag.py::"
+            "tests/unit/operators/test_operator_dag.py::"
             "test_too_many_failed_polls_leave_the_batch_running_for_the_next_try",
         ),
     ),
@@ -165,30 +171,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if time.time() > batch.expires_at.timestamp() + self.expiry_grace:\n",
         "                if False:\n",
         (
-            "tests/test_trigger_bounds.py::"
+            "tests/unit/triggers/test_trigger_bounds.py::"
             "test_a_batch_never_reported_ended_times_out_after_expiry_grace",
         ),
     ),
     Mutant(
         "outcome policy inverted",
-        "policy.py",
+        "utils/policy.py",
         "            if limit is not None and value > limit:\n",
         "            if limit is not None and value <= limit:\n",
-        ("tests/test_policy.py::test_a_count_limit_fails_only_when_exceeded",),
+        ("tests/unit/utils/test_policy.py::test_a_count_limit_fails_only_when_exceeded",),
     ),
     Mutant(
         "create resent after a 5xx (a second batch billed)",
-        "retry.py",
+        "_http/retry.py",
         "    return status_code >= 500 and status_code not in REFUSAL_STATUSES\n",
         "    return False\n",
-        ("tests/hardening/test_create_not_resent.py::test_create_is_sent_once_after_a_5xx",),
+        ("tests/unit/hooks/test_create_not_resent.py::test_create_is_sent_once_after_a_5xx",),
     ),
     Mutant(
         "an ambiguous create is treated as a clean failure (no adoption)",
-        "submission.py",
+        "operators/_submission.py",
         "    return isinstance(error, BatchCreateOutcomeUnknownError)\n",
         "    return False\n",
-        ("tests/operator/test_operator_submission.py::test_which_create_failures_are_ambiguous",),
+        ("tests/unit/operators/test_submission.py::test_which_create_failures_are_ambiguous",),
     ),
     Mutant(
         "a wait that ends in an error cancels its batch (cancel_on_timeout for any give-up)",
@@ -196,7 +202,7 @@ MUTANTS: tuple[Mutant, ...] = (
         '    return event["status"] == "timeout" and event.get("reason") == "deadline"\n',
         '    return event["status"] != "success"\n',
         (
-            "tests/operator/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
+            "tests/unit/operators/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
         ),
     ),
     Mutant(
@@ -205,7 +211,7 @@ MUTANTS: tuple[Mutant, ...] = (
         '    return event["status"] == "timeout" and event.get("reason") == "deadline"\n',
         '    return event["status"] == "timeout"\n',
         (
-            "tests/operator/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
+            "tests/unit/operators/test_operator_cancels.py::test_a_wait_that_gives_up_cancels_only_at_its_own_deadline",
         ),
     ),
     Mutant(
@@ -214,7 +220,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if next_method == TRIGGER_FAILED:\n",
         "        if False:\n",
         (
-            "tests/operator/test_operator_cancels.py::"
+            "tests/unit/operators/test_operator_cancels.py::"
             "test_a_trigger_that_failed_without_an_event_cancels_only_past_the_deadline",
         ),
     ),
@@ -224,81 +230,81 @@ MUTANTS: tuple[Mutant, ...] = (
         '        if failure.get("error") == DEFERRAL_TIMED_OUT and past_deadline:\n',
         "        if past_deadline:\n",
         (
-            "tests/operator/test_operator_cancels.py::"
+            "tests/unit/operators/test_operator_cancels.py::"
             "test_a_trigger_that_failed_without_an_event_cancels_only_past_the_deadline",
         ),
     ),
     Mutant(
         "no intent is published before the create",
-        "submission.py",
+        "operators/_submission.py",
         "        registry.open(\n",
         "        (lambda intent: None)(\n",
         (
-            "tests/operator/test_operator_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
+            "tests/unit/operators/test_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
         ),
     ),
     Mutant(
         "a lost create adopts a batch another task instance's intent may have made",
-        "submission.py",
+        "operators/_submission.py",
         "            rivals.append(intent)\n",
         "            pass\n",
         (
-            "tests/operator/test_operator_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
+            "tests/unit/operators/test_submission.py::test_a_lost_create_never_adopts_the_batch_another_map_index_made",
         ),
     ),
     Mutant(
         "a stale intent whose batch is claimed still blocks adoption",
-        "submission.py",
+        "operators/_submission.py",
         "            continue\n",
         "            pass\n",
         (
-            "tests/operator/test_operator_submission.py::test_a_stale_intent_whose_batch_is_claimed_does_not_block_adoption",
+            "tests/unit/operators/test_submission.py::test_a_stale_intent_whose_batch_is_claimed_does_not_block_adoption",
         ),
     ),
     Mutant(
         "a try creates while an overlapping try's create may be under way",
-        "submission.py",
+        "operators/_submission.py",
         "        in_doubt = self.clock() < until\n",
         "        in_doubt = False\n",
         (
-            "tests/operator/test_operator_submission.py::test_an_overlapping_try_never_creates_while_the_first_create_is_under_way",
+            "tests/unit/operators/test_submission.py::test_an_overlapping_try_never_creates_while_the_first_create_is_under_way",
         ),
     ),
     Mutant(
         "a create that certainly made nothing holds the next try back",
-        "submission.py",
+        "operators/_submission.py",
         '        if record.get("created_nothing") is True:\n',
         "        if False:\n",
         (
-            "tests/operator/test_operator_submission.py::"
+            "tests/unit/operators/test_submission.py::"
             "test_a_create_that_certainly_made_nothing_lets_the_next_try_create_at_once",
         ),
     ),
     Mutant(
         "the intent is never withdrawn once the batch is recorded",
-        "submission.py",
+        "operators/_submission.py",
         '        self.registry(int(intent["request_count"])).close(self.identity)\n',
         "        pass\n",
         (
-            "tests/operator/test_operator_submission.py::test_first_try_creates_and_records_before_and_after",
+            "tests/unit/operators/test_submission.py::test_first_try_creates_and_records_before_and_after",
         ),
     ),
     Mutant(
         "the listing window ignores the API's clock (Date header)",
-        "submission.py",
+        "operators/_submission.py",
         "    offset = server_time - local_time\n",
         "    offset = 0.0\n",
         (
-            "tests/operator/test_operator_submission.py::test_a_worker_clock_ten_minutes_off_still_finds_its_lost_batch",
+            "tests/unit/operators/test_submission.py::test_a_worker_clock_ten_minutes_off_still_finds_its_lost_batch",
         ),
     ),
     Mutant(
         "an intent erased by a concurrent write is not written again",
-        "intent_registry.py",
+        "operators/_intent_registry.py",
         "            if holds(self._read(key)):\n",
         "            if True:\n",
         (
-            "tests/operator/test_operator_submission.py::test_an_intent_erased_by_a_stale_write_is_written_again",
+            "tests/unit/operators/test_submission.py::test_an_intent_erased_by_a_stale_write_is_written_again",
         ),
     ),
     Mutant(
@@ -307,47 +313,47 @@ MUTANTS: tuple[Mutant, ...] = (
         '            context["ti"].xcom_push(key="manifest", value=manifest)\n',
         "            pass\n",
         (
-            "tests/operator/test_operator_dag.py::"
+            "tests/unit/operators/test_operator_dag.py::"
             "test_results_path_stores_the_results_and_pushes_the_manifest",
         ),
     ),
     Mutant(
         "a failed list page is handed to the due waits again",
-        "watcher.py",
+        "triggers/_watcher.py",
         "                self._pause_listing(error)\n                break\n",
         "                raise\n",
         (
-            "tests/watcher/test_watcher_listing.py::"
+            "tests/unit/triggers/test_watcher_listing.py::"
             "test_a_failed_list_page_is_charged_to_no_wait[404]",
         ),
     ),
     Mutant(
         "listing is not paused after a failed listing",
-        "watcher.py",
+        "triggers/_watcher.py",
         "        self._list_paused_until = time.monotonic() + pause\n",
         "        self._list_paused_until = -math.inf\n",
         (
-            "tests/watcher/test_watcher_listing.py::"
+            "tests/unit/triggers/test_watcher_listing.py::"
             "test_listing_pauses_after_failures_doubling_and_a_good_page_resets_the_pause",
         ),
     ),
     Mutant(
         "the listing pause is not reset by a page that answers",
-        "watcher.py",
+        "triggers/_watcher.py",
         "            self._list_failures = 0\n",
         "            pass\n",
         (
-            "tests/watcher/test_watcher_listing.py::"
+            "tests/unit/triggers/test_watcher_listing.py::"
             "test_listing_pauses_after_failures_doubling_and_a_good_page_resets_the_pause",
         ),
     ),
     Mutant(
         "the watcher pages on through pages that reach nothing older",
-        "watcher.py",
+        "triggers/_watcher.py",
         "            if floor >= reached:",
         "            if False:",
         (
-            "tests/watcher/test_watcher_listing.py::test_pages_that_reach_no_older_batch_end_the_listing",
+            "tests/unit/triggers/test_watcher_listing.py::test_pages_that_reach_no_older_batch_end_the_listing",
         ),
     ),
     Mutant(
@@ -355,14 +361,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "hooks/batch.py",
         "        elif cursor in self._followed:\n",
         "        elif False:\n",
-        ("tests/test_hook_listing.py::test_a_cursor_followed_before_ends_the_listing",),
+        ("tests/unit/hooks/test_hook_listing.py::test_a_cursor_followed_before_ends_the_listing",),
     ),
     Mutant(
         "the listing has no page cap",
         "hooks/batch.py",
         "        elif self.pages_read >= self.max_pages:\n",
         "        elif False:\n",
-        ("tests/test_hook_listing.py::test_the_page_cap_ends_a_listing_whose_cursors_never_end",),
+        (
+            "tests/unit/hooks/test_hook_listing.py::test_the_page_cap_ends_a_listing_whose_cursors_never_end",
+        ),
     ),
     Mutant(
         "the listing sends a cursor that is not a batch id",
@@ -370,7 +378,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        elif not _is_batch_id(cursor):\n",
         "        elif False:\n",
         (
-            "tests/test_hook_listing.py::"
+            "tests/unit/hooks/test_hook_listing.py::"
             "test_a_cursor_that_is_not_a_batch_id_ends_the_listing_without_an_error",
         ),
     ),
@@ -380,7 +388,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if start:\n                await asyncio.sleep(0)",
         "            if False:\n                await asyncio.sleep(0)",
         (
-            "tests/test_hook_listing.py::"
+            "tests/unit/hooks/test_hook_listing.py::"
             "test_a_big_page_is_validated_in_slices_with_the_loop_running_between",
         ),
     ),
@@ -389,79 +397,81 @@ MUTANTS: tuple[Mutant, ...] = (
         "triggers/events.py",
         "        return _by_end(ended), listing.complete\n",
         "        return _by_end(ended), listing.end != 'page cap'\n",
-        ("tests/events/test_event_listing.py::test_a_listing_ended_by_its_cursor_is_incomplete",),
+        (
+            "tests/unit/triggers/test_event_listing.py::test_a_listing_ended_by_its_cursor_is_incomplete",
+        ),
     ),
     Mutant(
         "the event trigger emits an ended batch again on every poll",
         "triggers/events.py",
-        "                if batch.id in seen:\n",
+        "                if entry.id in seen:\n",
         "                if False:\n",
         (
-            "tests/events/test_event_trigger.py::"
+            "tests/unit/triggers/test_event_trigger.py::"
             "test_one_event_per_ended_batch_however_often_it_is_seen",
         ),
     ),
     Mutant(
         "the budget bursts a minute's worth at once",
-        "budget.py",
+        "_http/budget.py",
         "    return max(1, math.floor(per_minute / 60.0))\n",
         "    return max(1, math.floor(per_minute))\n",
         (
-            "tests/watcher/test_budget.py::test_a_seconds_worth_at_once_then_one_request_per_interval",
-            "tests/watcher/test_budget_http.py::"
+            "tests/unit/_http/test_budget.py::test_a_seconds_worth_at_once_then_one_request_per_interval",
+            "tests/unit/_http/test_budget_http.py::"
             "test_sync_threads_and_async_tasks_under_the_budget_receive_no_429",
         ),
     ),
     Mutant(
         "a rate the server stated is never raised again",
-        "budget.py",
+        "_http/budget.py",
         "                self._server_limit = limit\n",
         "                self._server_limit = min(limit, self._server_limit or limit)\n",
-        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+        ("tests/unit/_http/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
     ),
     Mutant(
         "a rate the server stated goes above the configured maximum",
-        "budget.py",
+        "_http/budget.py",
         "        return self._configured if limit is None else min(self._configured, limit)\n",
         "        return self._configured if limit is None else limit\n",
-        ("tests/watcher/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
+        ("tests/unit/_http/test_budget.py::test_the_limit_header_is_followed_down_and_back_up",),
     ),
     Mutant(
         "a rate the server stated never lapses",
-        "budget.py",
+        "_http/budget.py",
         "        if self._server_limit is not None and self._server_limit_lapses <= now:\n",
         "        if False:\n",
-        ("tests/watcher/test_budget.py::test_a_stated_limit_lapses_unless_restated",),
+        ("tests/unit/_http/test_budget.py::test_a_stated_limit_lapses_unless_restated",),
     ),
     Mutant(
         "a stated rate below one a minute is followed",
-        "budget.py",
+        "_http/budget.py",
         "        if limit is not None and limit < 1:\n",
         "        if False:\n",
-        ("tests/watcher/test_budget.py::test_a_limit_that_cannot_be_followed_is_ignored",),
+        ("tests/unit/_http/test_budget.py::test_a_limit_that_cannot_be_followed_is_ignored",),
     ),
     Mutant(
         "queued requests sleep through a raised rate",
-        "budget.py",
+        "_http/budget.py",
         "                await sleep(min(wait, RECHECK_SECONDS))\n",
         "                await sleep(wait)\n",
-        ("tests/watcher/test_budget.py::test_queued_requests_follow_a_raised_limit",),
+        ("tests/unit/_http/test_budget.py::test_queued_requests_follow_a_raised_limit",),
     ),
     Mutant(
         "a cancelled wait keeps its turn in the budget",
-        "budget.py",
+        "_http/budget.py",
         "                self._abandoned.add(ticket)\n",
         "                pass\n",
-        ("tests/watcher/test_budget.py::test_a_cancelled_wait_costs_the_others_nothing",),
+        ("tests/unit/_http/test_budget.py::test_a_cancelled_wait_costs_the_others_nothing",),
     ),
     Mutant(
         "a 429's retry-after does not pause the connection",
-        "budget.py",
+        "_http/budget.py",
         "                self._pause(now, min(retry_after, MAX_PAUSE_SECONDS))\n",
         "                pass\n",
         (
-            "tests/watcher/test_budget.py::test_a_pause_delays_the_next_send_by_retry_after",
-            "tests/watcher/test_budget_http.py::"
+            "tests/unit/_http/test_budget.py::test_a_pause_delays_the_next_send_by_retry_after",
+            "tests/unit/_http/test_budget_http.py::"
             "test_one_429_pauses_every_queued_request_of_the_connection",
         ),
     ),
@@ -471,7 +481,7 @@ MUTANTS: tuple[Mutant, ...] = (
         '    except FileNotFoundError:\n        problem = "no such file"\n',
         "    except FileNotFoundError:\n        raise\n",
         (
-            "tests/operator/test_operator_request_set.py::test_a_string_that_is_no_request_set_fails_at_once_naming_it",
+            "tests/unit/test_request_set.py::test_a_string_that_is_no_request_set_fails_at_once_naming_it",
         ),
     ),
     Mutant(
@@ -480,7 +490,7 @@ MUTANTS: tuple[Mutant, ...] = (
         '    if isinstance(source, str) and source.lstrip().startswith("["):\n',
         "    if False:\n",
         (
-            "tests/operator/test_operator_request_set.py::test_a_json_array_string_is_the_same_request_set_as_the_list",
+            "tests/unit/test_request_set.py::test_a_json_array_string_is_the_same_request_set_as_the_list",
         ),
     ),
     Mutant(
@@ -489,7 +499,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if exc.errno not in _NO_SUCH_FILE or _is_remote(source):\n",
         "        if False:\n",
         (
-            "tests/operator/test_operator_request_set.py::test_a_transient_error_reading_remote_storage_stays_retryable",
+            "tests/unit/test_request_set.py::test_a_transient_error_reading_remote_storage_stays_retryable",
         ),
     ),
     Mutant(
@@ -519,7 +529,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        return self.blank_lines + self.duplicate_lines\n",
         "        return self.blank_lines\n",
         (
-            "tests/results/test_results_bounds.py::test_a_line_repeated_forever_ends_with_a_clear_error",
+            "tests/unit/results/test_results_bounds.py::test_a_line_repeated_forever_ends_with_a_clear_error",
         ),
     ),
     Mutant(
@@ -527,7 +537,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "results/lines.py",
         "        return self.blank_lines + self.duplicate_lines\n",
         "        return self.duplicate_lines\n",
-        ("tests/results/test_results_bounds.py::test_blank_lines_forever_end_with_a_clear_error",),
+        (
+            "tests/unit/results/test_results_bounds.py::test_blank_lines_forever_end_with_a_clear_error",
+        ),
     ),
     Mutant(
         "a results read accepts more distinct custom_ids than the batch has requests",
@@ -535,42 +547,42 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if served_in is None and self.yielded >= self.expected:\n",
         "        if False:\n",
         (
-            "tests/results/test_result_models.py::"
+            "tests/unit/results/test_result_models.py::"
             "test_cursor_skips_repeated_ids_and_refuses_more_ids_than_requests",
         ),
     ),
     Mutant(
         "a streamed body may drip bytes forever without a new line",
-        "response_body.py",
+        "_http/body.py",
         "        elif now >= self._line_due:\n",
         "        elif False:\n",
         (
-            "tests/results/test_results_bounds.py::test_a_drip_that_never_completes_a_line_times_out",
+            "tests/unit/results/test_results_bounds.py::test_a_drip_that_never_completes_a_line_times_out",
         ),
     ),
     Mutant(
         "a streamed body is decoded whole, whatever it decompresses to",
-        "response_body.py",
+        "_http/body.py",
         "            piece = self._zlib.decompress(pending, max_piece)\n",
         "            piece = self._zlib.decompress(pending)\n",
         (
-            "tests/results/test_results_bounds.py::test_decoding_never_makes_a_piece_longer_than_asked",
+            "tests/unit/results/test_results_bounds.py::test_decoding_never_makes_a_piece_longer_than_asked",
         ),
     ),
     Mutant(
         "streaming: progress does not reset the attempt count",
-        "transport.py",
+        "_http/send.py",
         "            self.attempt = 0\n",
         "            pass\n",
-        ("tests/results/test_results_bounds.py::test_progress_restarts_the_retry_count",),
+        ("tests/unit/results/test_results_bounds.py::test_progress_restarts_the_retry_count",),
     ),
     Mutant(
         "streaming: a body that keeps breaking after progress is resumed forever",
-        "transport.py",
+        "_http/send.py",
         "        if self.resumes < MAX_STREAM_RESUMES:\n",
         "        if True:\n",
         (
-            "tests/results/test_results_bounds.py::"
+            "tests/unit/results/test_results_bounds.py::"
             "test_a_stream_that_keeps_breaking_after_progress_is_resumed_a_bounded_number_of_times",
         ),
     ),
@@ -579,7 +591,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "results/manifest.py",
         '            "duplicate_lines_dropped": counts.duplicate_lines,\n',
         '            "duplicate_lines_dropped": 0,\n',
-        ("tests/results/test_results_bounds.py::test_the_manifest_counts_the_lines_dropped",),
+        ("tests/unit/results/test_results_bounds.py::test_the_manifest_counts_the_lines_dropped",),
     ),
     Mutant(
         "the event watermark follows an end in the future past the clock",
@@ -587,7 +599,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "    newest = min(max(handled.values(), default=previous.horizon), now)\n",
         "    newest = max(handled.values(), default=previous.horizon)\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_an_end_in_the_future_never_moves_the_watermark_past_now",
         ),
     ),
@@ -597,7 +609,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        elif stored.horizon > _now():\n",
         "        elif False:\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_a_stored_watermark_past_now_gives_way_to_the_lookback_window",
         ),
     ),
@@ -607,7 +619,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if batch.is_ended and batch.ended_at is None:\n",
         "    if False:\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_an_ended_entry_without_ended_at_is_skipped_and_the_batch_beside_it_reported",
         ),
     ),
@@ -617,7 +629,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if batch.ended_at is not None and batch.ended_at < batch.created_at:\n",
         "    if False:\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_an_entry_that_ended_before_it_was_created_is_skipped",
         ),
     ),
@@ -627,7 +639,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        validate_batch_id(batch.id)\n",
         "        pass\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_an_entry_whose_id_is_not_a_batch_id_is_skipped",
         ),
     ),
@@ -638,7 +650,7 @@ MUTANTS: tuple[Mutant, ...] = (
         " for n in extra_counts):\n",
         "    if False:\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_impossible_request_counts_are_skipped_not_fatal_to_the_outcome_filter",
         ),
     ),
@@ -648,7 +660,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "    passed_start = bool(usable) and usable[-1].created_at < start\n",
         "    passed_start = any(batch.created_at < start for batch in usable)\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_an_old_entry_out_of_order_does_not_end_the_listing",
         ),
     ),
@@ -658,27 +670,27 @@ MUTANTS: tuple[Mutant, ...] = (
         "    known = {**previous.ids, **handled}\n",
         "    known = dict(handled)\n",
         (
-            "tests/events/test_hostile_entries.py::"
+            "tests/unit/triggers/test_event_hostile_entries.py::"
             "test_a_batch_the_list_hides_for_a_while_is_not_reported_again_after_restarts",
         ),
     ),
     Mutant(
         "a lost create's listing ignores entries it could not read",
-        "submission.py",
+        "operators/_submission.py",
         "    if listing.skipped:\n",
         "    if False:\n",
         (
-            "tests/operator/test_operator_submission.py::"
+            "tests/unit/operators/test_submission.py::"
             "test_a_listing_that_may_have_missed_a_batch_is_ambiguous",
         ),
     ),
     Mutant(
         "a lost create's listing cut short by the pager counts as complete",
-        "submission.py",
+        "operators/_submission.py",
         "        if not listing.complete:\n",
         "        if False:\n",
         (
-            "tests/operator/test_operator_submission.py::"
+            "tests/unit/operators/test_submission.py::"
             "test_a_listing_that_may_have_missed_a_batch_is_ambiguous",
         ),
     ),

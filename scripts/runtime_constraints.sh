@@ -6,7 +6,7 @@
 # connection form's extra fields; it is installed only when a user names it.
 #   scripts/runtime_constraints.sh                           # every lock (make constraints)
 #   scripts/runtime_constraints.sh dev-locks/airflow-3.2.txt # one
-# Needs uv (pip install uv) and Python 3.11+. tests/test_constraints.py checks the result.
+# Needs uv (pip install uv) and Python 3.11+. tests/distribution/test_constraints.py checks the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

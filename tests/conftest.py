@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 from helpers import API_KEY, DAGS_DIR, connection_json
 
-# Every test ends within its time bound, whatever Airflow does with SIGALRM (see time_bound.py).
+# Every test ends within its time bound, whatever Airflow does with SIGALRM
+# (see support/time_bound.py).
 from time_bound import (  # noqa: F401  (pytest finds hooks by name in this module)
     pytest_addoption,
     pytest_runtest_makereport,
@@ -36,7 +37,7 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from airflow_provider_batches.clients import close_shared_sync_clients
+    from airflow_provider_batches._http.clients import close_shared_sync_clients
 
     close_shared_sync_clients()
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)

@@ -22,15 +22,13 @@ from airflow_provider_batches._compat import (
     amask_secret,
     mask_secret,
 )
-from airflow_provider_batches.batch_ids import validate_batch_id
-from airflow_provider_batches.clients import (
+from airflow_provider_batches._connection.settings import ClientSettings
+from airflow_provider_batches._http.clients import (
+    aclose_shared_clients,
     shared_async_pool,
     shared_sync_client,
 )
-from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
-from airflow_provider_batches.models import MessageBatch, MessageBatchPage
-from airflow_provider_batches.settings import ClientSettings
-from airflow_provider_batches.transport import (
+from airflow_provider_batches._http.send import (
     ApiRequest,
     ResponseLike,
     asend,
@@ -39,8 +37,22 @@ from airflow_provider_batches.transport import (
     response_json,
     send,
 )
+from airflow_provider_batches.batch_ids import validate_batch_id
+from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
+from airflow_provider_batches.models import MessageBatch, MessageBatchPage
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "BatchListing",
+    "ListedPage",
+    "MessageBatchHook",
+    "aclose_shared_clients",
+    "parse_batch",
+    "parse_list_page",
+    "response_date",
+]
 
 if TYPE_CHECKING:
     from airflow_provider_batches.results import BatchResult

@@ -10,31 +10,30 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches._compat import default_deferrable
-from airflow_provider_batches.defaults import (
+from airflow_provider_batches.exceptions import InvalidRequestSetError, MessageBatchError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.request_set import (
+    RequestSet,
+    build_request_set,
+    requests_from_prompts,
+)
+from airflow_provider_batches.utils.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.utils.trigger_events import validate_event
+from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
     DEFAULT_EXPIRY_GRACE,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_POLL_INTERVAL,
     DEFERRAL_TIMEOUT_MARGIN,
 )
-from airflow_provider_batches.events import validate_event
-from airflow_provider_batches.exceptions import MessageBatchError
-from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.outcome import (
+from airflow_provider_batches.utils.wait_end import (
     cancel_quietly,
     finish_batch,
     gave_up_error,
     wait_in_worker,
 )
-from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
-from airflow_provider_batches.request_set import (
-    InvalidRequestSetError,
-    RequestSet,
-    build_request_set,
-    requests_from_prompts,
-)
-from airflow_provider_batches.wait_options import (
+from airflow_provider_batches.utils.wait_options import (
     as_seconds,
     check_mapped_options,
     check_wait_options,
@@ -195,8 +194,8 @@ class MessageBatchOperator(BaseOperator):
         return build_request_set(source)
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_batches.submission import Submitter
-        from airflow_provider_batches.task_record import (
+        from airflow_provider_batches.operators._submission import Submitter
+        from airflow_provider_batches.operators._task_record import (
             TaskIdentity,
             interrupted_wait,
             mark_waiting,
@@ -242,7 +241,7 @@ class MessageBatchOperator(BaseOperator):
         if not isinstance(batch_id, str):
             raise ValueError(f"{self.task_id}: resumed without the batch id it waited for.")
         if self.deferrable:
-            from airflow_provider_batches.task_record import (
+            from airflow_provider_batches.operators._task_record import (
                 TaskIdentity,
                 mark_resumed,
                 record_store_for,
@@ -289,7 +288,7 @@ class MessageBatchOperator(BaseOperator):
 
     def _after_failed_trigger(self, failure: dict[str, Any], context: Context) -> None:
         """The deferred try came back without an event (see :meth:`resume_execution`)."""
-        from airflow_provider_batches.task_record import (
+        from airflow_provider_batches.operators._task_record import (
             TaskIdentity,
             mark_resumed,
             record_store_for,

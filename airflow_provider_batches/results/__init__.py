@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_batches.results.errors import (
+from airflow_provider_batches.exceptions import (
     IncompleteResultsError,
     InvalidResultLineError,
     OverlongResultsError,

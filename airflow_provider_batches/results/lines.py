@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from airflow_provider_batches.results.errors import (
+from airflow_provider_batches.exceptions import (
     InvalidResultLineError,
     OverlongResultsError,
     ResultLineTooLargeError,
@@ -100,7 +100,7 @@ class ReadCounts:
 
 class ResultsCursor:
     """One read of a batch's results, across every (re)request: the transport's
-    :class:`~airflow_provider_batches.response_body.StreamedBody` for results lines.
+    :class:`~airflow_provider_batches._http.body.StreamedBody` for results lines.
 
     Results come in no guaranteed order, so a resumed read skips each ``custom_id`` already
     yielded. Each id is kept as a 16-byte digest: 100,000 ids cost a few MB whatever their

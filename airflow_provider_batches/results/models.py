@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from airflow_provider_batches.results.errors import InvalidResultLineError
+from airflow_provider_batches.exceptions import InvalidResultLineError
 
 KNOWN_RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
 UNKNOWN = "unknown"

@@ -13,27 +13,28 @@ from collections.abc import AsyncGenerator, Callable, Collection, Iterator
 from contextlib import aclosing, contextmanager
 from urllib.parse import urlsplit
 
-from airflow_provider_batches.clients import shared_async_pool, shared_sync_client
-from airflow_provider_batches.exceptions import APIStatusError, InvalidResponseError
-from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.results.errors import (
+from airflow_provider_batches._connection.settings import ClientSettings, is_loopback_host
+from airflow_provider_batches._http.clients import shared_async_pool, shared_sync_client
+from airflow_provider_batches._http.send import (
+    ApiRequest,
+    asend_streaming,
+    redact,
+    send_streaming,
+)
+from airflow_provider_batches.exceptions import (
+    APIStatusError,
     IncompleteResultsError,
+    InvalidResponseError,
     ResultsHostNotAllowedError,
     ResultsNotReadyError,
     ResultsUnavailableError,
 )
+from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.results.lines import (
     ReadCounts,
     ResultLine,
     ResultsCursor,
     line_bound,
-)
-from airflow_provider_batches.settings import ClientSettings, is_loopback_host
-from airflow_provider_batches.transport import (
-    ApiRequest,
-    asend_streaming,
-    redact,
-    send_streaming,
 )
 
 _ACCEPT = "application/x-jsonl, application/octet-stream;q=0.9, */*;q=0.8"

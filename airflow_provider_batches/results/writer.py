@@ -15,6 +15,7 @@ import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from airflow_provider_batches._connection.settings import ClientSettings
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.results.lines import ReadCounts, line_bound
@@ -27,7 +28,6 @@ from airflow_provider_batches.results.manifest import (
     verified_manifest,
 )
 from airflow_provider_batches.results.reader import iter_result_lines, results_url_for
-from airflow_provider_batches.settings import ClientSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

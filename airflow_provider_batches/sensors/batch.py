@@ -14,14 +14,6 @@ from airflow_provider_batches._compat import (
     check_start_from_trigger_kwargs,
     default_deferrable,
 )
-from airflow_provider_batches.defaults import (
-    DEFAULT_ERROR_TOLERANCE,
-    DEFAULT_EXPIRY_GRACE,
-    DEFAULT_MAX_CONSECUTIVE_ERRORS,
-    DEFAULT_POLL_INTERVAL,
-    DEFERRAL_TIMEOUT_MARGIN,
-)
-from airflow_provider_batches.events import validate_event
 from airflow_provider_batches.exceptions import (
     APIError,
     BatchPermanentError,
@@ -31,9 +23,17 @@ from airflow_provider_batches.exceptions import (
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
-from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
-from airflow_provider_batches.wait_options import (
+from airflow_provider_batches.utils.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.utils.trigger_events import validate_event
+from airflow_provider_batches.utils.wait_defaults import (
+    DEFAULT_ERROR_TOLERANCE,
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+    DEFERRAL_TIMEOUT_MARGIN,
+)
+from airflow_provider_batches.utils.wait_end import cancel_quietly, finish_batch, gave_up_error
+from airflow_provider_batches.utils.wait_options import (
     as_seconds,
     check_mapped_options,
     check_wait_options,

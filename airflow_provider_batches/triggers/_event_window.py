@@ -13,7 +13,7 @@ from typing import Any, Literal
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import InvalidBatchIdError
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.policy import OutcomePolicy
+from airflow_provider_batches.utils.policy import OutcomePolicy
 
 Outcome = Literal["any", "passing", "failing"]
 OUTCOMES: tuple[str, ...] = ("any", "passing", "failing")

@@ -11,24 +11,24 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_batches._compat import AirflowNotFoundException
-from airflow_provider_batches.defaults import (
+from airflow_provider_batches._http.timeouts import wait_within
+from airflow_provider_batches.exceptions import APIError, ConnectionConfigError, MessageBatchError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.triggers._watcher import BatchWatcher, watcher_for
+from airflow_provider_batches.utils.trigger_events import (
+    error_event,
+    success_event,
+    timeout_event,
+    unexpected_error_event,
+)
+from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
     DEFAULT_EXPIRY_GRACE,
     DEFAULT_LOG_INTERVAL,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_POLL_INTERVAL,
 )
-from airflow_provider_batches.events import (
-    error_event,
-    success_event,
-    timeout_event,
-    unexpected_error_event,
-)
-from airflow_provider_batches.exceptions import APIError, ConnectionConfigError, MessageBatchError
-from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.timeouts import wait_within
-from airflow_provider_batches.watcher import BatchWatcher, watcher_for
 
 POLL_JITTER = 0.2
 
@@ -36,8 +36,9 @@ POLL_JITTER = 0.2
 class MessageBatchTrigger(BaseTrigger):
     """Waits until the batch ends, then yields one event.
 
-    Polls go through the connection's watcher (``watcher.py``), which answers every trigger of
-    one connection in the triggerer from shared list pages, or retrieves where that is cheaper.
+    Polls go through the connection's watcher (``triggers/_watcher.py``), which answers every
+    trigger of one connection in the triggerer from shared list pages, or retrieves where that
+    is cheaper.
 
     All state comes from the API, so a trigger rebuilt from :meth:`serialize` in another
     triggerer process carries on where the last one stopped.

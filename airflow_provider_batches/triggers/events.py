@@ -17,11 +17,9 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_batches._compat import AirflowNotFoundException
-from airflow_provider_batches.defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 from airflow_provider_batches.exceptions import APIError, MessageBatchError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.policy import OutcomePolicy
-from airflow_provider_batches.triggers._event_io import WatermarkStore, asset_state_accessors
+from airflow_provider_batches.triggers._event_store import WatermarkStore, asset_state_accessors
 from airflow_provider_batches.triggers._event_window import (
     OUTCOMES,
     POLICY_KEYS,
@@ -34,6 +32,8 @@ from airflow_provider_batches.triggers._event_window import (
     next_watermark,
     read_page,
 )
+from airflow_provider_batches.utils.policy import OutcomePolicy
+from airflow_provider_batches.utils.wait_defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 
 DEFAULT_LOOKBACK = 3600.0
 DEFAULT_PAGE_SIZE = 1000
@@ -65,8 +65,8 @@ class MessageBatchEventTrigger(BaseEventTrigger):
     :param min_requests: Only batches with at least this many requests.
     :param outcome: ``"any"``, or only batches whose outcome ``policy`` judges ``"passing"``
         (the task would succeed) or ``"failing"`` (it would fail).
-    :param policy: :class:`~airflow_provider_batches.policy.OutcomePolicy` arguments as a dict,
-        e.g. ``{"max_errored_ratio": 0.05}``; only with ``outcome`` other than ``"any"``.
+    :param policy: :class:`~airflow_provider_batches.utils.policy.OutcomePolicy` arguments as a
+        dict, e.g. ``{"max_errored_ratio": 0.05}``; only with ``outcome`` other than ``"any"``.
     :param include_canceled: Whether batches whose every request was canceled produce events.
     :param expiry_grace: Seconds past a batch's 24 h expiry during which it may still end.
     :param page_size: Batches per list request (1 to 1000).

@@ -1,4 +1,5 @@
-"""DAGs for tests/operator/: MessageBatchOperator submits, waits and hands the batch on.
+"""DAGs for the operator tests (tests/unit/operators/): MessageBatchOperator submits, waits
+and hands the batch on.
 
 Requests come from ``dag_run.conf`` (through an upstream task's XCom, a JSONL path, or
 prompts); the connection is ``anthropic_default``.

@@ -1,4 +1,4 @@
-"""DAGs for tests/reliability/test_task_level.py: one deferrable wait under injected faults.
+"""DAGs for tests/integration/test_task_level.py: one deferrable wait under injected faults.
 
 Each waits for ``dag_run.conf["batch_id"]`` on connection ``reliability_dag`` (set per test
 through ``AIRFLOW_CONN_RELIABILITY_DAG``); the fault itself is injected into the fake API.

@@ -1,4 +1,4 @@
-"""DAGs for tests/test_sensor_dag.py: one per sensor mode and outcome policy.
+"""DAGs for tests/unit/sensors/test_sensor_dag.py: one per sensor mode and outcome policy.
 
 Each waits for ``dag_run.conf["batch_id"]`` on connection ``anthropic_default`` and hands the
 batch to a downstream task that returns what it received.
@@ -28,7 +28,7 @@ SENSOR_VARIANTS: dict[str, dict[str, Any]] = {
 }
 if not supports("templated_start_from_trigger"):
     # Before Airflow 3.3 a templated batch_id with start_from_trigger is refused at parse time
-    # (tests/test_compat.py checks that); the other variants must still load.
+    # (tests/unit/_compat/test_compat.py checks that); the other variants must still load.
     del SENSOR_VARIANTS["sensor_start_from_trigger"]
 
 for dag_id, sensor_kwargs in SENSOR_VARIANTS.items():

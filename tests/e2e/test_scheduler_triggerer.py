@@ -24,7 +24,7 @@ from secrets_audit import REQUIRED_TABLES, audit, snapshot_triggers
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.matrix, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 DAGS_FOLDER = Path(__file__).parent / "dags"
 DAG_ID = "e2e_message_batch"  # as in dags/e2e_message_batch.py
