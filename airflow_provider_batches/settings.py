@@ -24,6 +24,8 @@ from airflow_provider_batches.connection_extras import (
     DEFAULT_TIMEOUT,
     MIN_MAX_RESPONSE_BYTES,
     _betas,
+    _default_max_tokens,
+    _default_model,
     _positive_float,
     _requests_per_minute,
     _results_hosts,
@@ -76,6 +78,9 @@ class ClientSettings:
     max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
     #: Other hosts (``name`` or ``name:port``) a batch's ``results_url`` may point at.
     results_hosts: tuple[str, ...] = ()
+    #: What a request that names no model or max_tokens gets (after the operator's own).
+    default_model: str | None = None
+    default_max_tokens: int | None = None
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -143,6 +148,8 @@ class ClientSettings:
             workspace_id=_workspace_id(conn_id, extras.get("workspace_id")),
             max_requests_per_minute=_requests_per_minute(conn_id, extras),
             results_hosts=_results_hosts(conn_id, extras.get("results_hosts")),
+            default_model=_default_model(conn_id, extras.get("default_model")),
+            default_max_tokens=_default_max_tokens(conn_id, extras.get("default_max_tokens")),
         )
 
 

@@ -32,7 +32,7 @@ from airflow_provider_batches.exceptions import (
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
-from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.policy import FullyCanceledAction, task_policy
 from airflow_provider_batches.wait_options import (
     as_seconds,
     check_mapped_options,
@@ -116,14 +116,17 @@ class MessageBatchSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         # Validated here so a DAG with a bad policy fails at parse time, not hours later.
-        self.policy = OutcomePolicy(
-            max_errored=max_errored,
-            max_errored_ratio=max_errored_ratio,
-            max_expired=max_expired,
-            max_expired_ratio=max_expired_ratio,
-            max_canceled=max_canceled,
-            max_canceled_ratio=max_canceled_ratio,
-            on_fully_canceled=on_fully_canceled,
+        self.policy = task_policy(
+            {
+                "max_errored": max_errored,
+                "max_errored_ratio": max_errored_ratio,
+                "max_expired": max_expired,
+                "max_expired_ratio": max_expired_ratio,
+                "max_canceled": max_canceled,
+                "max_canceled_ratio": max_canceled_ratio,
+                "on_fully_canceled": on_fully_canceled,
+            },
+            task=self.task_id,
         )
         self.expiry_grace = as_seconds(expiry_grace)
         self.max_consecutive_errors = max_consecutive_errors
