@@ -28,6 +28,7 @@ from airflow_provider_batches.exceptions import (
     BatchWaitError,
     ConnectionConfigError,
     InvalidBatchIdError,
+    InvalidTaskOptionError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
@@ -142,7 +143,7 @@ class MessageBatchSensor(BaseSensorOperator):
         task = f"{kwargs.get('task_id')} (mapped)"
         check_mapped_options(kwargs, task=task)
         if kwargs.get("start_from_trigger"):
-            raise ValueError(
+            raise InvalidTaskOptionError(
                 f"{task}: start_from_trigger=True does not work with mapped tasks (Airflow "
                 "serializes a mapped sensor without its start_trigger_args, so it would start "
                 "on a worker anyway). Use deferrable=True without start_from_trigger: the "
@@ -154,7 +155,7 @@ class MessageBatchSensor(BaseSensorOperator):
         from airflow.triggers.base import StartTriggerArgs
 
         if not self.deferrable:
-            raise ValueError(
+            raise InvalidTaskOptionError(
                 f"{self.task_id}: start_from_trigger=True needs deferrable=True, since the wait "
                 "then runs only in the triggerer."
             )

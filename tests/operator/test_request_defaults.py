@@ -421,6 +421,10 @@ def test_policy_errors_name_the_task_and_no_retry_repeats_them(
 
 
 def test_wait_option_errors_are_not_retried() -> None:
+    with pytest.raises(AirflowFailException, match="wait: start_from_trigger=True needs"):
+        MessageBatchSensor(
+            task_id="wait", batch_id="msgbatch_1", deferrable=False, start_from_trigger=True
+        )
     with pytest.raises(AirflowFailException, match="classify: poll_interval"):
         MessageBatchOperator(task_id="classify", requests=_bare(1), poll_interval=0)
     with pytest.raises(AirflowFailException, match="classify: pass either requests or prompts"):
