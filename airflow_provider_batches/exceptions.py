@@ -10,6 +10,7 @@
     ├── IntentRegistryBusyError       the deployment's intent registry cannot be written (retried)
     ├── BatchSubmissionUnknownError   a create may have made a batch; listing cannot tell (retried)
     │   └── AmbiguousBatchError       several batches could be it: a person decides (AirflowFail...)
+    ├── InvalidTaskOptionError        a task's option is unusable (AirflowFail..., ValueError)
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -68,6 +69,35 @@ class InvalidBatchIdError(MessageBatchError, ValueError):
 
 class ConnectionConfigError(MessageBatchError, ValueError):
     """The Airflow connection's fields or extras cannot be used."""
+
+
+class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
+    """The requests cannot be submitted as they are; retrying the task cannot help.
+
+    ``index`` (0-based) and ``custom_id`` name the first bad request, when one is at fault.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, custom_id: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.custom_id = custom_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_request_set_error, (str(self), self.index, self.custom_id))
+
+
+def _rebuild_request_set_error(
+    message: str, index: int | None, custom_id: Any
+) -> InvalidRequestSetError:
+    return InvalidRequestSetError(message, index=index, custom_id=custom_id)
+
+
+class InvalidTaskOptionError(MessageBatchError, AirflowFailException, ValueError):
+    """An operator's or sensor's option cannot be used; the message names the task and the fix.
+
+    Raised at DAG parse where the value is known then, else when the task starts (a mapped
+    task's expanded values): retrying the task cannot help.
+    """
 
 
 class APIError(MessageBatchError):
@@ -305,27 +335,6 @@ class InsecureEndpointWarning(UserWarning):
 
 class ApiKeyWhitespaceWarning(UserWarning):
     """The API key had whitespace around it (a pasted newline, a leading space); it was removed."""
-
-
-class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
-    """The requests cannot be submitted as they are; retrying the task cannot help.
-
-    ``index`` (0-based) and ``custom_id`` name the first bad request, when one is at fault.
-    """
-
-    def __init__(self, message: str, *, index: int | None = None, custom_id: Any = None) -> None:
-        super().__init__(message)
-        self.index = index
-        self.custom_id = custom_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_request_set_error, (str(self), self.index, self.custom_id))
-
-
-def _rebuild_request_set_error(
-    message: str, index: int | None, custom_id: Any
-) -> InvalidRequestSetError:
-    return InvalidRequestSetError(message, index=index, custom_id=custom_id)
 
 
 class UnreadableRecordError(MessageBatchError, AirflowFailException):

@@ -72,6 +72,16 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Hosts (name or name:port) a batch's results_url may point at; the API "
         "key is sent there. Empty: only the Base URL's host.",
     },
+    "default_model": {
+        "label": "Default model",
+        "schema": {"type": ["string", "null"]},
+        "description": "Model of requests that name none, unless the operator sets model.",
+    },
+    "default_max_tokens": {
+        "label": "Default max_tokens",
+        "schema": {"type": ["integer", "null"]},
+        "description": "max_tokens of requests that set none, unless the operator sets it.",
+    },
 }
 
 

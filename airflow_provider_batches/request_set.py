@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from airflow_provider_batches.exceptions import InvalidRequestSetError
+from airflow_provider_batches.operators._request_defaults import RequestOptions, complete_request
 
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_REQUESTS = 100_000
@@ -57,8 +58,15 @@ def canonical_json(value: Any) -> str:
     )
 
 
-def build_request_set(source: Iterable[Any] | str | os.PathLike[str]) -> RequestSet:
-    """Read and check ``source``: a list of requests, or a path to a JSONL file of them."""
+def build_request_set(
+    source: Iterable[Any] | str | os.PathLike[str], options: RequestOptions | None = None
+) -> RequestSet:
+    """Read and check ``source``: a list of requests, or a path to a JSONL file of them.
+
+    ``options``: a task's defaults and record mapping, applied to each item as it is read
+    (see :mod:`airflow_provider_batches.operators._request_defaults`), before the checks and
+    the fingerprint.
+    """
     if isinstance(source, Mapping):
         raise InvalidRequestSetError(
             "requests must be a list of {'custom_id': ..., 'params': {...}} dicts or a path to "
@@ -66,11 +74,11 @@ def build_request_set(source: Iterable[Any] | str | os.PathLike[str]) -> Request
         )
     items: Iterable[Any]
     if isinstance(source, str) and source.lstrip().startswith("["):
-        items = _json_array(source)
+        items = _completed(_json_array(source), options)
     elif _is_path(source):
-        items = _read_path(source)
+        items = _read_path(source, options)
     else:
-        items = cast("Iterable[Any]", source)
+        items = _completed(cast("Iterable[Any]", source), options)
     digest = hashlib.sha256(b"[")
     body_bytes = _BODY_OVERHEAD
     seen: dict[str, int] = {}
@@ -235,7 +243,7 @@ def _is_remote(source: Any) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
-def _read_path(source: Any) -> Iterator[Any]:
+def _read_path(source: Any, options: RequestOptions | None = None) -> Iterator[Any]:
     """The JSONL file's requests, one line at a time; no line longer than MAX_LINE_BYTES."""
     with _open_stream(source) as stream:
         index = 0
@@ -252,14 +260,34 @@ def _read_path(source: Any) -> Iterator[Any]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                item = json.loads(line)
             except (ValueError, RecursionError) as exc:
                 raise InvalidRequestSetError(
                     f"{source}: line {line_number} (request {index}) is not valid JSON "
                     f"({str(exc)[:200]}).",
                     index=index,
                 ) from None
+            yield _complete(item, line_number, index, options)
             index += 1
+
+
+# ---- a task's defaults and record mapping, applied where each item is read ----------------
+
+
+def _completed(items: Iterable[Any], options: RequestOptions | None) -> Iterator[Any]:
+    for index, item in enumerate(items):
+        yield _complete(item, None, index, options)
+
+
+def _complete(
+    item: Any, line_number: int | None, index: int, options: RequestOptions | None
+) -> Any:
+    if options is None:
+        return item
+    return complete_request(item, line_number, options, index=index)
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def _open_target(source: Any) -> Any:
@@ -276,13 +304,14 @@ def _open_target(source: Any) -> Any:
 def requests_from_prompts(
     prompts: Sequence[str] | Mapping[str, str],
     *,
-    model: str,
-    max_tokens: int,
+    model: str | None = None,
+    max_tokens: int | None = None,
     system: str | None = None,
     custom_id_prefix: str = "prompt-",
     **params: Any,
 ) -> list[dict[str, Any]]:
-    """One request per prompt, sharing ``model``, ``max_tokens``, ``system`` and ``params``.
+    """One request per prompt, sharing ``model``, ``max_tokens``, ``system`` and ``params``
+    (those left ``None`` are left out, for a task's defaults to fill).
 
     A list gets custom_ids ``<custom_id_prefix><index>``; a mapping uses its keys as custom_ids.
     """
@@ -293,7 +322,11 @@ def requests_from_prompts(
         if isinstance(prompts, Mapping)
         else [(f"{custom_id_prefix}{index}", prompt) for index, prompt in enumerate(prompts)]
     )
-    shared: dict[str, Any] = {**params, "model": model, "max_tokens": max_tokens}
+    shared: dict[str, Any] = dict(params)
+    if model is not None:
+        shared["model"] = model
+    if max_tokens is not None:
+        shared["max_tokens"] = max_tokens
     if system is not None:
         shared["system"] = system
     requests = []

@@ -35,9 +35,9 @@ def set_connection(conn_id: str, base_url: str, api_key: str, **extra: Any) -> N
 
 
 async def one_round(healthy_count: int) -> dict[str, float]:
-    from fixtures_reliability import LoopLagMonitor
     from helpers import API_KEY
     from reliability_cases import BASE_TRIGGER, CASES, Env, Scenario, run_scenario
+    from reliability_fixtures import LoopLagMonitor
 
     from airflow_provider_batches._http.clients import aclose_shared_clients, shared_async_pool
     from airflow_provider_batches.hooks.batch import MessageBatchHook

@@ -694,6 +694,86 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_listing_that_may_have_missed_a_batch_is_ambiguous",
         ),
     ),
+    Mutant(
+        "a task's model, max_tokens and system are not filled into requests",
+        "operators/_request_defaults.py",
+        "        if name not in filled and value is not None:\n",
+        "        if False:\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_the_task_s_model_max_tokens_and_system_fill_every_input_form",
+        ),
+    ),
+    Mutant(
+        "a task's values override a request's own",
+        "operators/_request_defaults.py",
+        "        if name not in filled and value is not None:\n",
+        "        if value is not None:\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_a_request_s_own_values_win_over_the_task_s_and_the_connection_s",
+        ),
+    ),
+    Mutant(
+        "the connection's default_model is ignored",
+        "operators/batch.py",
+        "            model = settings.default_model if model is None else model\n",
+        "            model = model\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_the_connection_s_default_model_and_max_tokens_fill_what_the_task_leaves_unset",
+        ),
+    ),
+    Mutant(
+        "a request without a model fails without naming the task and the fix",
+        "operators/_request_defaults.py",
+        "        if name not in filled:\n",
+        "        if False:\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_requests_without_a_model_fail_once_before_any_request_naming_the_task_and_fix",
+        ),
+    ),
+    Mutant(
+        "custom_id_field is not used",
+        "operators/_request_defaults.py",
+        "        custom_id = str(value)\n",
+        '        custom_id = f"record-{index}"\n',
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_records_map_through_a_prompt_template_and_a_custom_id_field",
+        ),
+    ),
+    Mutant(
+        "a record read without record options is taken for a request",
+        "operators/_request_defaults.py",
+        '    if "custom_id" not in item and "params" not in item:\n',
+        "    if False:\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_a_record_without_record_options_names_its_line_and_the_options",
+        ),
+    ),
+    Mutant(
+        "a policy error is a plain ValueError that does not name the task",
+        "utils/policy.py",
+        '        raise InvalidTaskOptionError(f"{task}: {error}") from None\n',
+        "        raise\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::"
+            "test_policy_errors_name_the_task_and_no_retry_repeats_them",
+        ),
+    ),
+    Mutant(
+        "the submission log line repeats the batch id",
+        "operators/batch.py",
+        '        self.log.info("Batch %s (%s).", batch.progress_summary(), submission.how)\n',
+        '        self.log.info("Batch %s (%s): %s", batch.id, submission.how, '
+        "batch.progress_summary())\n",
+        (
+            "tests/unit/operators/test_request_defaults.py::test_the_submission_log_line_names_the_batch_once",
+        ),
+    ),
 )
 
 

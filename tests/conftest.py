@@ -28,6 +28,8 @@ from time_bound import (  # noqa: F401  (pytest finds hooks by name in this modu
     pytest_timeout_set_timer,
 )
 
+if "airflow" in sys.modules:  # it would have read the user's AIRFLOW_HOME already
+    raise RuntimeError("Airflow was imported before tests/conftest.py set AIRFLOW_HOME")
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="apb-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_DIR)

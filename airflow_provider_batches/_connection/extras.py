@@ -36,6 +36,8 @@ KNOWN_EXTRAS = frozenset(
         "workspace_id",
         "max_requests_per_minute",
         "results_hosts",
+        "default_model",
+        "default_max_tokens",
     }
 )
 
@@ -191,5 +193,30 @@ def read_requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:
             f"Connection {conn_id!r}: extra 'max_requests_per_minute' must be a positive number "
             "of requests per minute (the organisation's Batches API limit: 50 at tier 1, up to "
             f"4000 at tier 4), got {repr(value)[:100]}."
+        )
+    return number
+
+
+def read_default_model(conn_id: str, value: Any) -> str | None:
+    """The ``default_model`` extra: the model of requests that name none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'default_model' must be a model name such as "
+            f"'claude-sonnet-4-5', got {_shown(value)}."
+        )
+    return value
+
+
+def read_default_max_tokens(conn_id: str, value: Any) -> int | None:
+    """The ``default_max_tokens`` extra: the max_tokens of requests that set none."""
+    if value is None or value == "":
+        return None
+    number = _as_int(value)
+    if number is None or number < 1:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'default_max_tokens' must be an integer of at least "
+            f"1, got {_shown(value)}. Write it as a plain number such as 1024."
         )
     return number

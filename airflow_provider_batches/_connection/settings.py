@@ -22,6 +22,8 @@ from airflow_provider_batches._connection.extras import (
     KNOWN_EXTRAS,
     MIN_MAX_RESPONSE_BYTES,
     read_betas,
+    read_default_max_tokens,
+    read_default_model,
     read_positive_float,
     read_requests_per_minute,
     read_results_hosts,
@@ -75,6 +77,9 @@ class ClientSettings:
     max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
     #: Other hosts (``name`` or ``name:port``) a batch's ``results_url`` may point at.
     results_hosts: tuple[str, ...] = ()
+    #: What a request that names no model or max_tokens gets (after the operator's own).
+    default_model: str | None = None
+    default_max_tokens: int | None = None
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -142,6 +147,8 @@ class ClientSettings:
             workspace_id=read_workspace_id(conn_id, extras.get("workspace_id")),
             max_requests_per_minute=read_requests_per_minute(conn_id, extras),
             results_hosts=read_results_hosts(conn_id, extras.get("results_hosts")),
+            default_model=read_default_model(conn_id, extras.get("default_model")),
+            default_max_tokens=read_default_max_tokens(conn_id, extras.get("default_max_tokens")),
         )
 
 

@@ -10,15 +10,24 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches._compat import default_deferrable
-from airflow_provider_batches.exceptions import InvalidRequestSetError, MessageBatchError
+from airflow_provider_batches.exceptions import (
+    InvalidRequestSetError,
+    InvalidTaskOptionError,
+    MessageBatchError,
+)
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.operators._request_defaults import (
+    RequestOptions,
+    check_request_options,
+    rendered_max_tokens,
+)
 from airflow_provider_batches.request_set import (
     RequestSet,
     build_request_set,
     requests_from_prompts,
 )
-from airflow_provider_batches.utils.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
 from airflow_provider_batches.utils.trigger_events import validate_event
 from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
@@ -62,8 +71,16 @@ class MessageBatchOperator(BaseOperator):
         JSONL file of them, read as a stream. A string naming no file fails the task at once
         (see docs/operator.md).
     :param prompts: Instead of ``requests`` (templated): a list of prompt strings (custom_ids
-        ``prompt-0``, ``prompt-1``, ...) or a ``{custom_id: prompt}`` mapping; they share
-        ``model``, ``max_tokens`` and ``system``.
+        ``prompt-0``, ``prompt-1``, ...) or a ``{custom_id: prompt}`` mapping.
+    :param model, max_tokens, system: Filled into every request that lacks them, whatever the
+        input form (templated); a request's own values win. Without ``model`` or
+        ``max_tokens``, the connection's extras ``default_model`` and ``default_max_tokens``.
+    :param prompt_template: Read ``requests`` as records (JSON objects such as
+        ``{"id": 7, "review": "..."}``): each record's prompt is this template filled with
+        its fields (``str.format_map``), e.g. ``"Classify: {review}"``.
+    :param prompt_field: Instead of ``prompt_template``: the record field holding the prompt.
+    :param custom_id_field: The record field holding each request's custom_id (a string or an
+        integer); without it, custom_ids are ``record-0``, ``record-1``, ...
     :param conn_id: Airflow connection with the API key (templated).
     :param deferrable: Wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``.
@@ -87,7 +104,15 @@ class MessageBatchOperator(BaseOperator):
     :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
     """
 
-    template_fields: Sequence[str] = ("requests", "prompts", "conn_id", "results_path")
+    template_fields: Sequence[str] = (
+        "requests",
+        "prompts",
+        "model",
+        "max_tokens",
+        "system",
+        "conn_id",
+        "results_path",
+    )
     ui_color = "#e4d7f0"
 
     def __init__(
@@ -97,7 +122,10 @@ class MessageBatchOperator(BaseOperator):
         prompts: Sequence[str] | Mapping[str, str] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
-        system: str | None = None,
+        system: str | list[Any] | None = None,
+        prompt_template: str | None = None,
+        prompt_field: str | None = None,
+        custom_id_field: str | None = None,
         conn_id: str = MessageBatchHook.default_conn_name,
         deferrable: bool | None = None,
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
@@ -122,9 +150,19 @@ class MessageBatchOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         if (requests is None) == (prompts is None):
-            raise ValueError(f"{self.task_id}: pass either requests or prompts (exactly one).")
-        if prompts is not None and (model is None or max_tokens is None):
-            raise ValueError(f"{self.task_id}: prompts need model and max_tokens.")
+            raise InvalidTaskOptionError(
+                f"{self.task_id}: pass either requests or prompts (exactly one)."
+            )
+        input_options = {
+            "prompts": prompts,
+            "model": model,
+            "max_tokens": max_tokens,
+            "system": system,
+            "prompt_template": prompt_template,
+            "prompt_field": prompt_field,
+            "custom_id_field": custom_id_field,
+        }
+        check_request_options(input_options, task=self.task_id)
         # Checked here, at DAG parse: a bad value found at deferral would fail the task after
         # its batch was created, leaving the batch running with nobody waiting.
         check_wait_options(
@@ -142,6 +180,9 @@ class MessageBatchOperator(BaseOperator):
         self.model = model
         self.max_tokens = max_tokens
         self.system = system
+        self.prompt_template = prompt_template
+        self.prompt_field = prompt_field
+        self.custom_id_field = custom_id_field
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = as_seconds(poll_interval)
@@ -149,14 +190,17 @@ class MessageBatchOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.resubmit = resubmit
-        self.policy = OutcomePolicy(
-            max_errored=max_errored,
-            max_errored_ratio=max_errored_ratio,
-            max_expired=max_expired,
-            max_expired_ratio=max_expired_ratio,
-            max_canceled=max_canceled,
-            max_canceled_ratio=max_canceled_ratio,
-            on_fully_canceled=on_fully_canceled,
+        self.policy = task_policy(
+            {
+                "max_errored": max_errored,
+                "max_errored_ratio": max_errored_ratio,
+                "max_expired": max_expired,
+                "max_expired_ratio": max_expired_ratio,
+                "max_canceled": max_canceled,
+                "max_canceled_ratio": max_canceled_ratio,
+                "on_fully_canceled": on_fully_canceled,
+            },
+            task=self.task_id,
         )
         self.expiry_grace = as_seconds(expiry_grace)
         self.max_consecutive_errors = max_consecutive_errors
@@ -168,8 +212,14 @@ class MessageBatchOperator(BaseOperator):
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
-        """Check the options given to ``.partial()`` at DAG parse, like the constructor does."""
-        check_mapped_options(kwargs, task=f"{kwargs.get('task_id')} (mapped)")
+        """Check the options given to ``.partial()`` at DAG parse, like the constructor does.
+
+        Whether the requests will lack a model cannot be known here: the connection's
+        ``default_model`` is read only when the task runs (then, before any request).
+        """
+        task = f"{kwargs.get('task_id')} (mapped)"
+        check_mapped_options(kwargs, task=task)
+        check_request_options(kwargs, task=task)
         return super().partial(**kwargs)
 
     @property
@@ -178,20 +228,38 @@ class MessageBatchOperator(BaseOperator):
 
     def request_set(self) -> RequestSet:
         """The checked requests; raises :class:`InvalidRequestSetError` before any request."""
+        options = self.request_options()
         if self.prompts is not None:
             if isinstance(self.prompts, str):
                 raise InvalidRequestSetError(
                     f"{self.task_id}: prompts rendered to one string; pass a list of prompts."
                 )
-            source: Any = requests_from_prompts(
-                self.prompts,
-                model=str(self.model),
-                max_tokens=int(self.max_tokens or 0),
-                system=self.system,
-            )
+            source: Any = requests_from_prompts(self.prompts)
         else:
             source = self.requests
-        return build_request_set(source)
+        return build_request_set(source, options)
+
+    def request_options(self) -> RequestOptions:
+        """What fills each request's gaps (the task's values, then the connection's defaults)
+        and maps records, as rendered; the connection is read only when the task leaves
+        ``model`` or ``max_tokens`` unset."""
+        check_request_options({"model": self.model, "system": self.system}, task=self.task_id)
+        model = self.model
+        max_tokens = rendered_max_tokens(self.max_tokens, self.task_id)
+        if model is None or max_tokens is None:
+            settings = self.hook.settings
+            model = settings.default_model if model is None else model
+            max_tokens = settings.default_max_tokens if max_tokens is None else max_tokens
+        return RequestOptions(
+            task=self.task_id,
+            conn_id=self.conn_id,
+            model=model,
+            max_tokens=max_tokens,
+            system=self.system,
+            prompt_template=self.prompt_template,
+            prompt_field=self.prompt_field,
+            custom_id_field=self.custom_id_field,
+        )
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_batches.operators._submission import Submitter
@@ -214,7 +282,7 @@ class MessageBatchOperator(BaseOperator):
         )
         batch = submission.batch
         self._waiting_for = batch.id
-        self.log.info("Batch %s (%s): %s", batch.id, submission.how, batch.progress_summary())
+        self.log.info("Batch %s (%s).", batch.progress_summary(), submission.how)
         if batch.is_ended:
             return self._finish(batch, context)
         deadline = None if self.timeout is None else time.time() + self.timeout

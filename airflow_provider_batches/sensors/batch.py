@@ -20,10 +20,11 @@ from airflow_provider_batches.exceptions import (
     BatchWaitError,
     ConnectionConfigError,
     InvalidBatchIdError,
+    InvalidTaskOptionError,
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.utils.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
 from airflow_provider_batches.utils.trigger_events import validate_event
 from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
@@ -116,14 +117,17 @@ class MessageBatchSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         # Validated here so a DAG with a bad policy fails at parse time, not hours later.
-        self.policy = OutcomePolicy(
-            max_errored=max_errored,
-            max_errored_ratio=max_errored_ratio,
-            max_expired=max_expired,
-            max_expired_ratio=max_expired_ratio,
-            max_canceled=max_canceled,
-            max_canceled_ratio=max_canceled_ratio,
-            on_fully_canceled=on_fully_canceled,
+        self.policy = task_policy(
+            {
+                "max_errored": max_errored,
+                "max_errored_ratio": max_errored_ratio,
+                "max_expired": max_expired,
+                "max_expired_ratio": max_expired_ratio,
+                "max_canceled": max_canceled,
+                "max_canceled_ratio": max_canceled_ratio,
+                "on_fully_canceled": on_fully_canceled,
+            },
+            task=self.task_id,
         )
         self.expiry_grace = as_seconds(expiry_grace)
         self.max_consecutive_errors = max_consecutive_errors
@@ -139,7 +143,7 @@ class MessageBatchSensor(BaseSensorOperator):
         task = f"{kwargs.get('task_id')} (mapped)"
         check_mapped_options(kwargs, task=task)
         if kwargs.get("start_from_trigger"):
-            raise ValueError(
+            raise InvalidTaskOptionError(
                 f"{task}: start_from_trigger=True does not work with mapped tasks (Airflow "
                 "serializes a mapped sensor without its start_trigger_args, so it would start "
                 "on a worker anyway). Use deferrable=True without start_from_trigger: the "
@@ -151,7 +155,7 @@ class MessageBatchSensor(BaseSensorOperator):
         from airflow.triggers.base import StartTriggerArgs
 
         if not self.deferrable:
-            raise ValueError(
+            raise InvalidTaskOptionError(
                 f"{self.task_id}: start_from_trigger=True needs deferrable=True, since the wait "
                 "then runs only in the triggerer."
             )

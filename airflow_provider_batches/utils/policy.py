@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from airflow_provider_batches.exceptions import InvalidTaskOptionError
 from airflow_provider_batches.models import MessageBatch
 
 FullyCanceledAction = Literal["succeed", "fail", "skip"]
@@ -94,3 +96,12 @@ class OutcomePolicy:
                     f"{summary}; {value / total:.1%} {outcome} exceeds max_{outcome}_ratio={ratio}",
                 )
         return Verdict("succeed", summary)
+
+
+def task_policy(options: Mapping[str, Any], task: str) -> OutcomePolicy:
+    """The policy from a task's options (those of :data:`POLICY_OPTIONS` present); a bad value
+    is an :class:`InvalidTaskOptionError` naming the task, which no retry can fix."""
+    try:
+        return OutcomePolicy(**{name: options[name] for name in POLICY_OPTIONS if name in options})
+    except ValueError as error:
+        raise InvalidTaskOptionError(f"{task}: {error}") from None

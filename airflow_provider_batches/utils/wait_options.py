@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_batches.exceptions import InvalidTaskOptionError
+
 #: option -> (what it must be, whether infinity is allowed)
 _SECONDS_OPTIONS: dict[str, tuple[str, bool]] = {
     "poke_interval": ("a finite number of seconds greater than 0", False),
@@ -20,7 +22,8 @@ _POSITIVE = frozenset({"poke_interval", "poll_interval", "timeout"})
 
 
 def check_wait_options(options: Mapping[str, Any], task: str) -> None:
-    """Raise ``ValueError`` naming the option and the fix for any bad value in ``options``.
+    """Raise :class:`InvalidTaskOptionError` (a ``ValueError`` no retry can fix) naming the
+    task, the option and the fix for any bad value in ``options``.
 
     Only the options present are checked, so ``.partial()`` can check what it is given.
     """
@@ -36,11 +39,13 @@ def check_wait_options(options: Mapping[str, Any], task: str) -> None:
             or (name in _POSITIVE and seconds == 0)
         )
         if bad:
-            raise ValueError(f"{task}: {name} must be {expected}, got {options[name]!r}.")
+            raise InvalidTaskOptionError(
+                f"{task}: {name} must be {expected}, got {options[name]!r}."
+            )
     if "max_consecutive_errors" in options:
         value = options["max_consecutive_errors"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
+            raise InvalidTaskOptionError(
                 f"{task}: max_consecutive_errors must be a whole number, 1 or more (1 fails "
                 f"the wait at the first transient failure), got {value!r}."
             )
@@ -52,10 +57,10 @@ def check_mapped_options(options: Mapping[str, Any], task: str) -> None:
     Airflow builds a mapped task's operator only when each mapped task instance runs, so
     values given to ``.expand()`` are checked then, before any API call.
     """
-    from airflow_provider_batches.utils.policy import POLICY_OPTIONS, OutcomePolicy
+    from airflow_provider_batches.utils.policy import task_policy
 
     check_wait_options(options, task)
-    OutcomePolicy(**{name: options[name] for name in POLICY_OPTIONS if name in options})
+    task_policy(options, task)
 
 
 def as_seconds(value: float | timedelta) -> float:
