@@ -38,6 +38,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 
 from airflow_provider_batches import budget
+from airflow_provider_batches._http.request_body import RequestContent, achunks
 from airflow_provider_batches.exceptions import APIError, APITimeoutError, InvalidResponseError
 from airflow_provider_batches.header_values import header_value_problem
 from airflow_provider_batches.response_body import (
@@ -113,6 +114,9 @@ class ApiRequest:
     idempotent: bool = True
     #: The ``accept`` header, when not the JSON every other endpoint answers.
     accept: str | None = None
+    #: A body streamed with a known length instead of ``json_body`` (each attempt reads it
+    #: again from its start: a resend sends the same bytes).
+    content: RequestContent | None = None
 
 
 class _Retry:
@@ -502,13 +506,22 @@ def _build(
         # hand, before httpcore's debug trace or h11's error could quote the value.
         if header_value_problem(value, allow_inner_spaces=True):
             raise httpx.LocalProtocolError(f"the {name} header holds a value HTTP cannot carry")
+    body: dict[str, Any] = {"json": request.json_body}
+    if request.content is not None:
+        # An explicit content-length: httpx then sends the pieces without chunked encoding.
+        headers["content-type"] = request.content.content_type
+        headers["content-length"] = str(request.content.length)
+        pieces = request.content
+        body = {
+            "content": pieces.chunks() if isinstance(client, httpx.Client) else achunks(pieces)
+        }
     try:
         return client.build_request(
             request.method,
             request.url,
             headers=headers,
-            json=request.json_body,
             timeout=httpx.Timeout(timeout, pool=None),
+            **body,
         )
     except (UnicodeError, httpx.InvalidURL) as exc:
         # The message would quote the offending value: only the class is kept.
