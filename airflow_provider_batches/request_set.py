@@ -3,7 +3,7 @@ checked, fingerprinted, and spooled as the create body that is sent.
 
 One pass over the source keeps only what the checks need (the custom_ids seen, the running
 size, the fingerprint's digest) and writes each checked request, as compact canonical JSON, to
-a spooled temporary file holding the create body ``{"requests":[...]}``: that spool is what is
+an unnamed temporary file (the spool) holding the create body ``{"requests":[...]}``: that spool is what is
 sent (:attr:`RequestSet.body`), never the source read again, so a file changed after the check
 cannot slip through, and a create retried after 429 or 529 sends the same bytes. A JSONL file
 of any size is checked and sent in bounded memory.
@@ -44,16 +44,11 @@ REQUIRED_PARAMS = ("model", "max_tokens", "messages")
 _BODY_HEAD = b'{"requests":['
 _BODY_TAIL = b"]}"
 _BODY_OVERHEAD = len(_BODY_HEAD + _BODY_TAIL)
-#: The spooled create body stays in memory up to this size, then moves to a temporary file.
-SPOOL_MEMORY_BYTES = 1024 * 1024
 #: Bytes of the spooled body sent per piece.
 _SEND_PIECE_BYTES = 256 * 1024
-#: A run of 19 digits may be an integer past 64 bits, which the fast parser reads as a float:
-#: such a line is parsed by the standard library instead.
-_LONG_DIGITS = re.compile(rb"\d{19}")
-#: Number forms the fast encoder may write otherwise than ``json.dumps`` (an exponent, or a
-#: number below 1e-4 that ``repr`` writes with one): such a request is encoded by ``json.dumps``.
-_OTHER_FLOAT_FORMS = re.compile(rb"\d[eE]|(?<![0-9.])0\.0000")
+#: Floats that orjson and ``json.dumps`` write alike: ``repr`` uses an exponent outside this
+#: range. An integer past 64 bits, which orjson reads as a float, is outside it too.
+_PLAIN_FLOATS = (1e-4, 1e16)
 
 
 class InvalidRequestSetError(MessageBatchError, AirflowFailException, ValueError):
@@ -76,7 +71,7 @@ def _rebuild(message: str, index: int | None, custom_id: Any) -> InvalidRequestS
 
 
 class SpooledBody:
-    """The create body ``{"requests":[...]}`` of a checked set, in a spooled temporary file.
+    """The create body ``{"requests":[...]}`` of a checked set, in a temporary file.
 
     ``chunks()`` reads it again from its first byte each time (each attempt of a create).
     """
@@ -146,7 +141,7 @@ class RequestSet:
         return cast("list[dict[str, Any]]", json.loads(self.body.read())["requests"])
 
     def close(self) -> None:
-        """Drop the spooled body (a temporary file past :data:`SPOOL_MEMORY_BYTES`)."""
+        """Drop the spooled body (a temporary file)."""
         if self._body is not None:
             self._body.close()
 
@@ -236,8 +231,7 @@ class _Checked:
                 custom_id=custom_id,
             )
         if index:
-            self._digest.update(b",")
-            self._spool.write(b",")
+            encoded = b"," + encoded
         self._digest.update(encoded)
         self._spool.write(encoded)
         self._count += 1
@@ -257,11 +251,10 @@ class _Checked:
 
 
 def _new_spool() -> IO[bytes]:
+    """An unnamed temporary file: on disk (or the page cache), not in the worker's memory."""
     import tempfile  # not at module level: this module is imported at DAG parse
 
-    return cast(
-        "IO[bytes]", tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+b")
-    )
+    return tempfile.TemporaryFile(mode="w+b")
 
 
 def _spool_body(encoded: Iterable[bytes]) -> SpooledBody:
@@ -284,9 +277,9 @@ def _encode(request: Any) -> bytes:
 
 
 def _parsed_encoder() -> Callable[[Any], bytes]:
-    """The canonical JSON of a request parsed from JSON text: the bytes :func:`canonical_json`
-    makes, written by orjson where its output is the same (sorted keys, compact, UTF-8 as is)
-    and by ``json.dumps`` otherwise (numbers in exponent form, values orjson cannot write)."""
+    """The canonical JSON of a request :func:`_parse_line` read: the bytes
+    :func:`canonical_json` makes, written by orjson (sorted keys, compact, UTF-8 as is: the
+    same for the values it parsed), by ``json.dumps`` for a line the ``json`` module read."""
     import orjson
 
     dumps = orjson.dumps
@@ -296,22 +289,22 @@ def _parsed_encoder() -> Callable[[Any], bytes]:
         | orjson.OPT_PASSTHROUGH_DATETIME
         | orjson.OPT_PASSTHROUGH_DATACLASS
     )
-    other_forms = _OTHER_FLOAT_FORMS.search
 
     def encode(request: Any) -> bytes:
         try:
-            encoded = dumps(request, option=options, default=_not_native)
-        except TypeError:
+            return dumps(request, option=options, default=_not_native)
+        except TypeError:  # a _ReadByJson request, or a value orjson leaves to json.dumps
             return _encode(request)
-        if other_forms(encoded):
-            return _encode(request)
-        return encoded
 
     return encode
 
 
 def _not_native(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is left to json.dumps")
+
+
+class _ReadByJson(dict[str, Any]):
+    """A request the ``json`` module read: encoded by ``json.dumps`` too."""
 
 
 def _check_request(index: int, request: Any, seen: dict[str, int]) -> None:
@@ -467,15 +460,34 @@ def _read_path(source: Any) -> Iterator[Any]:
 
 
 def _parse_line(line: bytes, fast_loads: Callable[[bytes], Any]) -> Any:
-    """One JSONL line as ``json.loads`` reads it: by orjson where that is the same value, by
-    ``json.loads`` for a line orjson refuses (its errors, or values such as ``NaN`` that the
-    check then names) or that may hold an integer past 64 bits."""
-    if not _LONG_DIGITS.search(line):
-        try:
-            return fast_loads(line)
-        except ValueError:  # orjson.JSONDecodeError
-            pass
-    return json.loads(line)
+    """One JSONL line as ``json.loads`` reads it: by orjson where that gives the same value and
+    the same canonical bytes, by ``json.loads`` for a line orjson refuses (its errors;
+    ``NaN``, which the check then names) or that holds a float outside :data:`_PLAIN_FLOATS`."""
+    try:
+        value = fast_loads(line)
+    except ValueError:  # orjson.JSONDecodeError
+        pass
+    else:
+        if not _has_other_floats(value):
+            return value
+    value = json.loads(line)
+    return _ReadByJson(value) if type(value) is dict else value
+
+
+def _has_other_floats(value: Any) -> bool:
+    """Whether ``value`` (as orjson parsed it) holds a float outside :data:`_PLAIN_FLOATS`."""
+    low, high = _PLAIN_FLOATS
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float and item and not low <= abs(item) < high:
+            return True
+    return False
 
 
 def _open_target(source: Any) -> Any:

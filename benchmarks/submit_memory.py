@@ -1,0 +1,265 @@
+"""Submitting a big request set: peak RSS growth and time of the submitting process.
+
+Generates a JSONL request set (default 100,000 requests, about 256 MB), starts the embedded
+fake API in its own process (``python -m airflow_provider_batches.testing serve``) and runs
+each case in a fresh Python process, measuring only that client:
+
+- ``validate``: ``build_request_set(path)`` (check, fingerprint, spool), this checkout;
+- ``validate-before``: the same with ``request_set.py`` as committed in ``--before-ref`` (the
+  code before streaming), loaded from ``git show``;
+- ``submit``: ``build_request_set(path)`` then ``MessageBatchHook.create_batch(request_set)``:
+  the operator's path, streamed from the spool;
+- ``submit-before``: the ``--before-ref`` request set, then ``create_batch(request_set.requests)``
+  (the create body built in memory, as the operator did before);
+- ``official``: the official provider's path: the requests as a list (``json.loads`` per line),
+  then ``anthropic.Anthropic(base_url=fake).messages.batches.create(requests=list)`` (the SDK
+  the official hook calls).
+
+Peak RSS growth: the process's peak (``VmHWM``, reset through ``/proc/self/clear_refs`` after
+imports and a warm-up create of one request) minus its RSS at that point.
+
+    .venv/bin/python benchmarks/submit_memory.py [--requests 100000] [--line-bytes 2560]
+        [--cases validate,validate-before,submit,submit-before,official] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO_ROOT, load_average, machine_info  # noqa: E402
+from trigger_scale import API_KEY, FakeProcess  # noqa: E402
+
+
+CASES = ("validate", "validate-before", "submit", "submit-before", "official")
+#: Each case's peak RSS growth must stay under this (issue 21: at most 100 MB for ``submit``).
+RSS_BOUND_MB = {"validate": 100.0, "submit": 100.0}
+
+
+def generate(path: Path, count: int, line_bytes: int) -> int:
+    """``count`` requests, each line about ``line_bytes`` long; returns the file's size."""
+    filler = "Summarize the following text in three sentences. "
+    with open(path, "w", encoding="utf-8") as out:
+        for index in range(count):
+            head = {
+                "custom_id": f"request-{index:06d}",
+                "params": {
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 1024,
+                    "temperature": 0.5,
+                    "system": "You are a careful assistant.",
+                    "messages": [{"role": "user", "content": ""}],
+                },
+            }
+            empty = len(json.dumps(head, separators=(",", ":")))
+            size = max(1, line_bytes - empty - 1)
+            text = (filler * (size // len(filler) + 1))[:size]
+            head["params"]["messages"][0]["content"] = f"{index}: {text}"[:size]
+            out.write(json.dumps(head, separators=(",", ":")) + "\n")
+    return path.stat().st_size
+
+
+# ---- one case, in a fresh process -------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")
+
+
+def _load_before(source: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("request_set_before", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[str, Any]:
+    os.environ["AIRFLOW_CONN_ANTHROPIC_DEFAULT"] = json.dumps(
+        {"conn_type": "anthropic_batches", "host": base_url, "password": API_KEY}
+    )
+    one = {
+        "custom_id": "warm-up",
+        "params": {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+    }
+    created: Any = None
+    if case == "official":
+        import anthropic
+
+        client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0)
+        client.messages.batches.create(requests=[one])  # type: ignore[list-item]
+    else:
+        from airflow_provider_batches.hooks.batch import MessageBatchHook
+        from airflow_provider_batches.request_set import build_request_set
+
+        hook = MessageBatchHook()
+        warm = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+        warm.write_text(json.dumps(one) + "\n")
+        with build_request_set(warm) as warm_set:
+            hook.create_batch(warm_set)
+        warm.unlink()
+        build = build_request_set
+        if case.endswith("-before"):
+            assert before is not None
+            build = _load_before(before).build_request_set
+    _reset_peak()
+    baseline = _status_kb("VmRSS")
+    started = time.perf_counter()
+    checked_at = None
+    count = 0
+    if case == "official":
+        requests = []
+        with open(path, "rb") as lines:
+            for line in lines:
+                if line.strip():
+                    requests.append(json.loads(line))
+        checked_at = time.perf_counter()
+        created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        count = created.request_counts.processing
+    else:
+        request_set = build(path)
+        checked_at = time.perf_counter()
+        count = request_set.count
+        if case == "submit":
+            created = hook.create_batch(request_set)
+        elif case == "submit-before":
+            created = hook.create_batch(request_set.requests)
+    ended = time.perf_counter()
+    peak = _status_kb("VmHWM")
+    size = path.stat().st_size
+    result = {
+        "case": case,
+        "requests": count,
+        "file_mb": round(size / 1e6, 1),
+        "check_s": round(checked_at - started, 2),
+        "check_mb_s": round(size / 1e6 / (checked_at - started), 1),
+        "total_s": round(ended - started, 2),
+        "baseline_rss_mb": round(baseline / 1024, 1),
+        "peak_rss_growth_mb": round((peak - baseline) / 1024, 1),
+    }
+    if created is not None:
+        result["batch_requests"] = created.request_counts.processing
+    return result
+
+
+# ---- the driver -------------------------------------------------------------------------------
+
+
+def _before_source(ref: str, into: Path) -> Path:
+    source = subprocess.run(
+        ["git", "show", f"{ref}:airflow_provider_batches/request_set.py"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    target = into / "request_set_before.py"
+    target.write_text(source)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--line-bytes", type=int, default=2560)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--before-ref", default="21a917b", help="git ref of the code before")
+    parser.add_argument("--file", type=Path, default=None, help="use this JSONL file as it is")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--run-case", nargs=4, metavar=("CASE", "FILE", "URL", "BEFORE"))
+    args = parser.parse_args(argv)
+    if args.run_case:
+        case, file, url, before = args.run_case
+        result = run_case(case, Path(file), url, Path(before) if before != "-" else None)
+        print(json.dumps(result), flush=True)
+        return 0
+    cases = [case for case in args.cases.split(",") if case]
+    with tempfile.TemporaryDirectory(prefix="apb-submit-bench-") as scratch:
+        work = Path(scratch)
+        path = args.file or work / "requests.jsonl"
+        if args.file is None:
+            started = time.perf_counter()
+            size = generate(path, args.requests, args.line_bytes)
+            print(f"generated {path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f}s")
+        before = _before_source(args.before_ref, work)
+        fake = FakeProcess(sys.executable, 0.0, work / "fake.log")
+        results: list[dict[str, Any]] = []
+        try:
+            for case in cases:
+                load = load_average()
+                done = subprocess.run(
+                    [sys.executable, __file__, "--run-case", case, str(path), fake.url, str(before)],
+                    capture_output=True,
+                    text=True,
+                    cwd=str(REPO_ROOT),
+                )
+                if done.returncode:
+                    print(f"{case} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                    results.append({"case": case, "error": done.stderr.strip().splitlines()[-1]})
+                    continue
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["load_before"] = load
+                results.append(result)
+                print(json.dumps(result), flush=True)
+            fake_usage = fake.usage()
+        finally:
+            fake.stop()
+    report = {
+        "machine": machine_info(),
+        "load_after": load_average(),
+        "fake": fake_usage,
+        "results": results,
+    }
+    print(table(results))
+    print(f"fake server process: {fake_usage}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    failed = [
+        r["case"]
+        for r in results
+        if r.get("case") in RSS_BOUND_MB and r.get("peak_rss_growth_mb", 1e9) > RSS_BOUND_MB[r["case"]]
+    ]
+    if failed:
+        print(f"peak RSS growth over the bound in: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| case | requests | file MB | check s | check MB/s | total s | peak RSS growth MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['case']} | failed: {r['error']} | | | | | |")
+            continue
+        rows.append(
+            f"| {r['case']} | {r['requests']:,} | {r['file_mb']} | {r['check_s']} | "
+            f"{r['check_mb_s']} | {r['total_s']} | {r['peak_rss_growth_mb']} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
