@@ -3,10 +3,10 @@ checked, fingerprinted, and spooled as the create body that is sent.
 
 One pass over the source keeps only what the checks need (the custom_ids seen, the running
 size, the fingerprint's digest) and writes each checked request, as compact canonical JSON, to
-an unnamed temporary file (the spool) holding the create body ``{"requests":[...]}``: that spool is what is
-sent (:attr:`RequestSet.body`), never the source read again, so a file changed after the check
-cannot slip through, and a create retried after 429 or 529 sends the same bytes. A JSONL file
-of any size is checked and sent in bounded memory.
+an unnamed temporary file (the spool) holding the create body ``{"requests":[...]}``. That
+spool is what is sent (:attr:`RequestSet.body`), never the source read again: a file changed
+after the check cannot slip through, and a create retried after 429 or 529 sends the same
+bytes. A JSONL file of any size is checked and sent in bounded memory.
 
 Everything the API would reject is caught here, before any request is sent, and each error
 names the first bad request by its index and ``custom_id``. A string is a JSON array when it

@@ -512,9 +512,7 @@ def _build(
         headers["content-type"] = request.content.content_type
         headers["content-length"] = str(request.content.length)
         pieces = request.content
-        body = {
-            "content": pieces.chunks() if isinstance(client, httpx.Client) else achunks(pieces)
-        }
+        body = {"content": pieces.chunks() if isinstance(client, httpx.Client) else achunks(pieces)}
     try:
         return client.build_request(
             request.method,

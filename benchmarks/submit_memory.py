@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, load_average, machine_info  # noqa: E402
-from trigger_scale import API_KEY, FakeProcess  # noqa: E402
-
+from _common import REPO_ROOT, load_average, machine_info
+from trigger_scale import API_KEY, FakeProcess
 
 CASES = ("validate", "validate-before", "submit", "submit-before", "official")
 #: Each case's peak RSS growth must stay under this (issue 21: at most 100 MB for ``submit``).
@@ -87,7 +86,8 @@ def _load_before(source: Path) -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("request_set_before", source)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -96,7 +96,12 @@ def _load_before(source: Path) -> Any:
 
 def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[str, Any]:
     os.environ["AIRFLOW_CONN_ANTHROPIC_DEFAULT"] = json.dumps(
-        {"conn_type": "anthropic_batches", "host": base_url, "password": API_KEY}
+        {
+            "conn_type": "anthropic_batches",
+            "host": base_url,
+            "password": API_KEY,
+            "extra": {"timeout": 600},
+        }
     )
     one = {
         "custom_id": "warm-up",
@@ -106,7 +111,7 @@ def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[
     if case == "official":
         import anthropic
 
-        client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0)
+        client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
         client.messages.batches.create(requests=[one])  # type: ignore[list-item]
     else:
         from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -124,8 +129,7 @@ def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[
             build = _load_before(before).build_request_set
     _reset_peak()
     baseline = _status_kb("VmRSS")
-    started = time.perf_counter()
-    checked_at = None
+    started, cpu_started = time.perf_counter(), time.process_time()
     count = 0
     if case == "official":
         requests = []
@@ -133,18 +137,18 @@ def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[
             for line in lines:
                 if line.strip():
                     requests.append(json.loads(line))
-        checked_at = time.perf_counter()
+        checked_at, cpu_checked = time.perf_counter(), time.process_time()
         created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
         count = created.request_counts.processing
     else:
         request_set = build(path)
-        checked_at = time.perf_counter()
+        checked_at, cpu_checked = time.perf_counter(), time.process_time()
         count = request_set.count
         if case == "submit":
             created = hook.create_batch(request_set)
         elif case == "submit-before":
             created = hook.create_batch(request_set.requests)
-    ended = time.perf_counter()
+    ended, cpu_ended = time.perf_counter(), time.process_time()
     peak = _status_kb("VmHWM")
     size = path.stat().st_size
     result = {
@@ -153,7 +157,10 @@ def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[
         "file_mb": round(size / 1e6, 1),
         "check_s": round(checked_at - started, 2),
         "check_mb_s": round(size / 1e6 / (checked_at - started), 1),
+        "check_cpu_s": round(cpu_checked - cpu_started, 2),
+        "check_mb_per_cpu_s": round(size / 1e6 / (cpu_checked - cpu_started), 1),
         "total_s": round(ended - started, 2),
+        "total_cpu_s": round(cpu_ended - cpu_started, 2),
         "baseline_rss_mb": round(baseline / 1024, 1),
         "peak_rss_growth_mb": round((peak - baseline) / 1024, 1),
     }
@@ -208,7 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 load = load_average()
                 done = subprocess.run(
-                    [sys.executable, __file__, "--run-case", case, str(path), fake.url, str(before)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--run-case",
+                        case,
+                        str(path),
+                        fake.url,
+                        str(before),
+                    ],
                     capture_output=True,
                     text=True,
                     cwd=str(REPO_ROOT),
@@ -237,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [
         r["case"]
         for r in results
-        if r.get("case") in RSS_BOUND_MB and r.get("peak_rss_growth_mb", 1e9) > RSS_BOUND_MB[r["case"]]
+        if r.get("case") in RSS_BOUND_MB
+        and r.get("peak_rss_growth_mb", 1e9) > RSS_BOUND_MB[r["case"]]
     ]
     if failed:
         print(f"peak RSS growth over the bound in: {failed}", file=sys.stderr)
@@ -247,16 +263,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| case | requests | file MB | check s | check MB/s | total s | peak RSS growth MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| case | requests | file MB | check s | check MB/s | check MB per CPU s | total s "
+        "| total CPU s | peak RSS growth MB | load before |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         if "error" in r:
-            rows.append(f"| {r['case']} | failed: {r['error']} | | | | | |")
+            rows.append(f"| {r['case']} | failed: {r['error'][:200]} | | | | | | | | |")
             continue
         rows.append(
             f"| {r['case']} | {r['requests']:,} | {r['file_mb']} | {r['check_s']} | "
-            f"{r['check_mb_s']} | {r['total_s']} | {r['peak_rss_growth_mb']} |"
+            f"{r['check_mb_s']} | {r['check_mb_per_cpu_s']} | {r['total_s']} | "
+            f"{r['total_cpu_s']} | {r['peak_rss_growth_mb']} | "
+            f"{', '.join(str(x) for x in r.get('load_before', []))} |"
         )
     return "\n".join(rows)
 

@@ -163,9 +163,7 @@ class MessageBatchHook(BaseHook):
         request = _create_request(settings, requests)
         return send(shared_sync_client(settings), settings, request, parse_batch)
 
-    async def acreate_batch(
-        self, requests: Sequence[dict[str, Any]] | RequestSet
-    ) -> MessageBatch:
+    async def acreate_batch(self, requests: Sequence[dict[str, Any]] | RequestSet) -> MessageBatch:
         """Async :meth:`create_batch`, with the same no-resend rule."""
         settings = await self.asettings()
         request = _create_request(settings, requests)
