@@ -118,7 +118,7 @@ class RequestSet:
         self._requests = requests
         self.fingerprint = fingerprint
         self.body_bytes = body_bytes
-        self.count = len(requests) if count is None and requests is not None else int(count or 0)
+        self.count = count if count is not None else len(requests or ())
         self._body = body
 
     def __repr__(self) -> str:
@@ -254,7 +254,7 @@ def _new_spool() -> IO[bytes]:
     """An unnamed temporary file: on disk (or the page cache), not in the worker's memory."""
     import tempfile  # not at module level: this module is imported at DAG parse
 
-    return tempfile.TemporaryFile(mode="w+b")
+    return tempfile.TemporaryFile(mode="w+b", buffering=_SEND_PIECE_BYTES)
 
 
 def _spool_body(encoded: Iterable[bytes]) -> SpooledBody:

@@ -48,7 +48,7 @@ def generate(path: Path, count: int, line_bytes: int) -> int:
     filler = "Summarize the following text in three sentences. "
     with open(path, "w", encoding="utf-8") as out:
         for index in range(count):
-            head = {
+            head: dict[str, Any] = {
                 "custom_id": f"request-{index:06d}",
                 "params": {
                     "model": "claude-sonnet-4-5",
@@ -138,7 +138,7 @@ def run_case(case: str, path: Path, base_url: str, before: Path | None) -> dict[
                 if line.strip():
                     requests.append(json.loads(line))
         checked_at, cpu_checked = time.perf_counter(), time.process_time()
-        created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        created = client.messages.batches.create(requests=requests)
         count = created.request_counts.processing
     else:
         request_set = build(path)
