@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-ref", default="21a917b", help="git ref of the code before")
     parser.add_argument("--file", type=Path, default=None, help="use this JSONL file as it is")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--write-doc", action="store_true", help="write the section of docs/benchmarks.md"
+    )
     parser.add_argument("--run-case", nargs=4, metavar=("CASE", "FILE", "URL", "BEFORE"))
     args = parser.parse_args(argv)
     if args.run_case:
@@ -249,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake server process: {fake_usage}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.write_doc:
+        command = "python benchmarks/submit_memory.py " + " ".join(argv or sys.argv[1:])
+        _write_doc(section(report, command.replace(" --write-doc", "").strip()))
     failed = [
         r["case"]
         for r in results
@@ -259,6 +265,79 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak RSS growth over the bound in: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+DOC_START = "<!-- submit_memory:start -->"
+DOC_END = "<!-- submit_memory:end -->"
+
+
+def section(report: dict[str, Any], command: str) -> list[str]:
+    by_case = {r["case"]: r for r in report["results"] if "error" not in r}
+    machine = report["machine"]
+    lines = [
+        "## Submitting a 256 MB request set (`benchmarks/submit_memory.py`)",
+        "",
+        "Written by `benchmarks/submit_memory.py --write-doc` (`run_all.py` keeps this section).",
+        "Each case runs in a fresh process; the fake API runs in its own process "
+        "(`python -m airflow_provider_batches.testing serve`), so only the client is measured. "
+        "Peak RSS growth: the peak (`VmHWM`, reset after imports and a warm-up create) minus "
+        "the RSS then. `check`: reading and checking the set (ours: check, fingerprint and "
+        "spool; the official path: `json.loads` of each line into a list). MB per CPU s is "
+        "what the client does on a CPU of its own: this machine is shared (load below).",
+        "",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{machine.get('cpu_count', '?')} CPUs, shared; load average after the run "
+        f"{report['load_after']}).",
+        "",
+        table(report["results"]),
+        "",
+        "- `validate`, `submit`: this release (`build_request_set(path)`, then "
+        "`MessageBatchHook.create_batch(request_set)` streaming the spool).",
+        "- `validate-before`, `submit-before`: `request_set.py` before streaming (the list of "
+        "dicts, then the create body built in memory by `create_batch(request_set.requests)`).",
+        "- `official`: the official provider's path, the `anthropic` SDK's "
+        "`messages.batches.create(requests=list)` on the same fake.",
+        f"- The fake's process (not measured above): {report['fake']}.",
+    ]
+    ours, before = by_case.get("submit"), by_case.get("validate-before")
+    check = by_case.get("validate")
+    if ours and check and before:
+        ratio = check["check_mb_per_cpu_s"] / before["check_mb_per_cpu_s"]
+        lines += [
+            "",
+            f"Targets: peak RSS growth of the submitting process <= 100 MB: "
+            f"{'met' if ours['peak_rss_growth_mb'] <= 100 else 'NOT met'} "
+            f"({ours['peak_rss_growth_mb']} MB); checks >= 120 MB/s and >= 2x before: "
+            f"{check['check_mb_per_cpu_s']} MB per CPU second, {ratio:.1f}x before "
+            f"({check['check_mb_s']} MB/s wall on the shared machine).",
+        ]
+    return lines
+
+
+def keep_section(old: str, new: str) -> str:
+    """``new`` with this benchmark's section of ``old`` (for run_all.py's rewrite)."""
+    if DOC_START not in old or DOC_START in new:
+        return new
+    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
+    after = "<!-- results_stream:end -->"
+    if after in new:
+        head, _, tail = new.partition(after)
+        return f"{head}{after}\n\n{block}{tail}"
+    head, _, tail = new.partition("\n## ")
+    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
+
+
+def _write_doc(lines: list[str]) -> None:
+    from _common import DOC_PATH
+
+    text = DOC_PATH.read_text(encoding="utf-8")
+    block = "\n".join([DOC_START, *lines, DOC_END])
+    if DOC_START in text:
+        before, rest = text.split(DOC_START, 1)
+        text = before + block + rest.split(DOC_END, 1)[1]
+    else:
+        text = keep_section(block, text)
+    DOC_PATH.write_text(text, encoding="utf-8")
 
 
 def table(results: list[dict[str, Any]]) -> str:
