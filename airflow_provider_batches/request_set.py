@@ -182,7 +182,7 @@ def build_request_set(source: Iterable[Any] | str | os.PathLike[str]) -> Request
     kept: list[dict[str, Any]] = []
     try:
         for index, request in enumerate(items):
-            checked.add(index, request)
+            checked.add(index, request)  # each request, as parsed: checked, encoded, spooled
             if keep:
                 kept.append(request)
         return checked.finish(kept if keep else None)

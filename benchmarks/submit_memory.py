@@ -253,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.write_doc:
-        command = "python benchmarks/submit_memory.py " + " ".join(argv or sys.argv[1:])
-        _write_doc(section(report, command.replace(" --write-doc", "").strip()))
+        shown = [arg for arg in (argv or sys.argv[1:]) if arg != "--write-doc"]
+        if args.json:  # where this run kept its raw numbers is no part of the command
+            shown = [arg for arg in shown if arg not in ("--json", str(args.json))]
+        _write_doc(section(report, " ".join(["python benchmarks/submit_memory.py", *shown])))
     failed = [
         r["case"]
         for r in results
@@ -297,7 +299,9 @@ def section(report: dict[str, Any], command: str) -> list[str]:
         "dicts, then the create body built in memory by `create_batch(request_set.requests)`).",
         "- `official`: the official provider's path, the `anthropic` SDK's "
         "`messages.batches.create(requests=list)` on the same fake.",
-        f"- The fake's process (not measured above): {report['fake']}.",
+        f"- The fake's own process (not counted above): {report['fake'].get('cpu_s')} CPU s, "
+        f"peak RSS {report['fake'].get('peak_rss_mb')} MB (it holds the body received and its "
+        "parsed requests while it answers the create).",
     ]
     ours, before = by_case.get("submit"), by_case.get("validate-before")
     check = by_case.get("validate")

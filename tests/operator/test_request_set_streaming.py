@@ -94,6 +94,20 @@ def test_a_create_retried_after_429_and_529_sends_the_same_bytes(
     assert all("transfer-encoding" not in r.headers for r in sent)
 
 
+async def test_the_async_create_streams_the_spool_too(
+    fake: FakeBatchesServer, fake_conn: str, tmp_path: Path
+) -> None:
+    """``acreate_batch`` sends a checked set from its spool, with its length."""
+    request_set = build_request_set(write_jsonl(tmp_path / "r.jsonl", requests_for(5)))
+
+    batch = await MessageBatchHook(fake_conn).acreate_batch(request_set)
+
+    assert batch.total_requests == 5
+    [sent] = creates(fake)
+    assert sent.body_sha256 == hashlib.sha256(request_set.body.read()).hexdigest()
+    assert sent.headers["content-length"] == str(request_set.body_bytes)
+
+
 @pytest.mark.usefixtures("variables")
 def test_a_task_record_written_before_streaming_reattaches(
     fake: FakeBatchesServer, fake_conn: str, tmp_path: Path
