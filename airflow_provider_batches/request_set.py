@@ -1,5 +1,12 @@
 """A batch's request set: read (a list, a JSON array string or a JSONL file, streamed),
-checked, fingerprinted.
+checked, fingerprinted, and spooled as the create body that is sent.
+
+One pass over the source keeps only what the checks need (the custom_ids seen, the running
+size, the fingerprint's digest) and writes each checked request, as compact canonical JSON, to
+an unnamed temporary file (the spool) holding the create body ``{"requests":[...]}``. That
+spool is what is sent (:attr:`RequestSet.body`), never the source read again: a file changed
+after the check cannot slip through, and a create retried after 429 or 529 sends the same
+bytes. A JSONL file of any size is checked and sent in bounded memory.
 
 Everything the API would reject is caught here, before any request is sent, and each error
 names the first bad request by its index and ``custom_id``. A string is a JSON array when it
@@ -17,9 +24,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, cast
 
 from airflow_provider_batches.exceptions import InvalidRequestSetError
 from airflow_provider_batches.operators._request_defaults import RequestOptions, complete_request
@@ -35,20 +41,96 @@ _NO_SUCH_FILE = frozenset(
 )
 _SHOWN_CHARS = 120
 REQUIRED_PARAMS = ("model", "max_tokens", "messages")
-_BODY_OVERHEAD = len(b'{"requests":[]}')
+_BODY_HEAD = b'{"requests":['
+_BODY_TAIL = b"]}"
+_BODY_OVERHEAD = len(_BODY_HEAD + _BODY_TAIL)
+#: Bytes of the spooled body sent per piece.
+_SEND_PIECE_BYTES = 256 * 1024
+#: Floats that orjson and ``json.dumps`` write alike: ``repr`` uses an exponent outside this
+#: range. An integer past 64 bits, which orjson reads as a float, is outside it too.
+_PLAIN_FLOATS = (1e-4, 1e16)
 
 
-@dataclass(frozen=True)
+class SpooledBody:
+    """The create body ``{"requests":[...]}`` of a checked set, in a temporary file.
+
+    ``chunks()`` reads it again from its first byte each time (each attempt of a create).
+    """
+
+    content_type = "application/json"
+
+    def __init__(self, spool: IO[bytes], length: int) -> None:
+        self._spool = spool
+        self.length = length
+
+    def chunks(self) -> Iterator[bytes]:
+        self._spool.seek(0)
+        left = self.length
+        while left:
+            piece = self._spool.read(min(_SEND_PIECE_BYTES, left))
+            if not piece:
+                raise OSError(f"the spooled request body ended {left} bytes short")
+            left -= len(piece)
+            yield piece
+
+    def read(self) -> bytes:
+        """The whole body (for small sets and tests: the sender streams :meth:`chunks`)."""
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 class RequestSet:
-    """Checked requests, their fingerprint (sha256 of the canonical JSON) and body size."""
+    """Checked requests: their count, fingerprint (sha256 of the canonical JSON array), the size
+    of the create body and that body, spooled (:attr:`body`)."""
 
-    requests: list[dict[str, Any]]
-    fingerprint: str
-    body_bytes: int
+    def __init__(
+        self,
+        requests: list[dict[str, Any]] | None,
+        fingerprint: str,
+        body_bytes: int,
+        *,
+        count: int | None = None,
+        body: SpooledBody | None = None,
+    ) -> None:
+        if requests is None and (count is None or body is None):
+            raise ValueError("a RequestSet without its requests needs their count and body")
+        self._requests = requests
+        self.fingerprint = fingerprint
+        self.body_bytes = body_bytes
+        self.count = count if count is not None else len(requests or ())
+        self._body = body
+
+    def __repr__(self) -> str:
+        return f"RequestSet(count={self.count}, fingerprint={self.fingerprint[:12]}...)"
 
     @property
-    def count(self) -> int:
-        return len(self.requests)
+    def body(self) -> SpooledBody:
+        """The create body to send: exactly the requests that were checked."""
+        if self._body is None:
+            assert self._requests is not None
+            self._body = _spool_body(canonical_json(r).encode() for r in self._requests)
+        return self._body
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The requests as dicts. A set read from a file holds none in memory: they are parsed
+        back from the spool here, which costs the memory streaming saves."""
+        if self._requests is not None:
+            return self._requests
+        return cast("list[dict[str, Any]]", json.loads(self.body.read())["requests"])
+
+    def close(self) -> None:
+        """Drop the spooled body (a temporary file)."""
+        if self._body is not None:
+            self._body.close()
+
+    def __enter__(self) -> RequestSet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def canonical_json(value: Any) -> str:
@@ -63,6 +145,7 @@ def build_request_set(
 ) -> RequestSet:
     """Read and check ``source``: a list of requests, or a path to a JSONL file of them.
 
+    A file's requests are checked and spooled one line at a time, never all held at once.
     ``options``: a task's defaults and record mapping, applied to each item as it is read
     (see :mod:`airflow_provider_batches.operators._request_defaults`), before the checks and
     the fingerprint.
@@ -73,17 +156,40 @@ def build_request_set(
             "a JSONL file of them, got a single dict."
         )
     items: Iterable[Any]
+    keep = True
+    encode: Callable[[Any], bytes] = _encode
     if isinstance(source, str) and source.lstrip().startswith("["):
         items = _completed(_json_array(source), options)
     elif _is_path(source):
-        items = _read_path(source, options)
+        items, keep, encode = _read_path(source, options), False, _parsed_encoder()
     else:
         items = _completed(cast("Iterable[Any]", source), options)
-    digest = hashlib.sha256(b"[")
-    body_bytes = _BODY_OVERHEAD
-    seen: dict[str, int] = {}
-    requests: list[dict[str, Any]] = []
-    for index, request in enumerate(items):
+    checked = _Checked(encode)
+    kept: list[dict[str, Any]] = []
+    try:
+        for index, request in enumerate(items):
+            checked.add(index, request)  # each request, as parsed: checked, encoded, spooled
+            if keep:
+                kept.append(request)
+        return checked.finish(kept if keep else None)
+    except BaseException:
+        checked.discard()
+        raise
+
+
+class _Checked:
+    """The one pass: checks each request, adds it to the fingerprint and the spooled body."""
+
+    def __init__(self, encode: Callable[[Any], bytes]) -> None:
+        self._encode = encode
+        self._digest = hashlib.sha256(b"[")
+        self._body_bytes = _BODY_OVERHEAD
+        self._seen: dict[str, int] = {}
+        self._count = 0
+        self._spool: IO[bytes] = _new_spool()
+        self._spool.write(_BODY_HEAD)
+
+    def add(self, index: int, request: Any) -> None:
         custom_id = request.get("custom_id") if isinstance(request, dict) else None
         if index >= MAX_REQUESTS:
             raise InvalidRequestSetError(
@@ -92,17 +198,17 @@ def build_request_set(
                 index=index,
                 custom_id=custom_id,
             )
-        _check_request(index, request, seen)
+        _check_request(index, request, self._seen)
         try:
-            encoded = canonical_json(request).encode()
+            encoded = self._encode(request)
         except (TypeError, ValueError) as exc:
             raise InvalidRequestSetError(
                 f"Request {index} (custom_id {custom_id!r}) is not JSON: {exc}.",
                 index=index,
                 custom_id=custom_id,
             ) from None
-        body_bytes += len(encoded) + (1 if index else 0)
-        if body_bytes > MAX_BODY_BYTES:
+        self._body_bytes += len(encoded) + (1 if index else 0)
+        if self._body_bytes > MAX_BODY_BYTES:
             raise InvalidRequestSetError(
                 f"Request {index} (custom_id {custom_id!r}) takes the encoded batch past the "
                 f"API's limit of {MAX_BODY_BYTES // 2**20} MB: split the requests over several "
@@ -111,13 +217,80 @@ def build_request_set(
                 custom_id=custom_id,
             )
         if index:
-            digest.update(b",")
-        digest.update(encoded)
-        requests.append(request)
-    if not requests:
-        raise InvalidRequestSetError("There are no requests: a batch needs at least one.")
-    digest.update(b"]")
-    return RequestSet(requests, digest.hexdigest(), body_bytes)
+            encoded = b"," + encoded
+        self._digest.update(encoded)
+        self._spool.write(encoded)
+        self._count += 1
+
+    def finish(self, requests: list[dict[str, Any]] | None) -> RequestSet:
+        if not self._count:
+            raise InvalidRequestSetError("There are no requests: a batch needs at least one.")
+        self._digest.update(b"]")
+        self._spool.write(_BODY_TAIL)
+        self._spool.flush()
+        body = SpooledBody(self._spool, self._body_bytes)
+        fingerprint = self._digest.hexdigest()
+        return RequestSet(requests, fingerprint, self._body_bytes, count=self._count, body=body)
+
+    def discard(self) -> None:
+        self._spool.close()
+
+
+def _new_spool() -> IO[bytes]:
+    """An unnamed temporary file: on disk (or the page cache), not in the worker's memory."""
+    import tempfile  # not at module level: this module is imported at DAG parse
+
+    return tempfile.TemporaryFile(mode="w+b", buffering=_SEND_PIECE_BYTES)
+
+
+def _spool_body(encoded: Iterable[bytes]) -> SpooledBody:
+    spool = _new_spool()
+    length = _BODY_OVERHEAD
+    spool.write(_BODY_HEAD)
+    for index, piece in enumerate(encoded):
+        if index:
+            spool.write(b",")
+            length += 1
+        spool.write(piece)
+        length += len(piece)
+    spool.write(_BODY_TAIL)
+    return SpooledBody(spool, length)
+
+
+def _encode(request: Any) -> bytes:
+    """The canonical JSON of a request given as Python objects (a list from XCom)."""
+    return canonical_json(request).encode()
+
+
+def _parsed_encoder() -> Callable[[Any], bytes]:
+    """The canonical JSON of a request :func:`_parse_line` read: the bytes
+    :func:`canonical_json` makes, written by orjson (sorted keys, compact, UTF-8 as is: the
+    same for the values it parsed), by ``json.dumps`` for a line the ``json`` module read."""
+    import orjson
+
+    dumps = orjson.dumps
+    options = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def encode(request: Any) -> bytes:
+        try:
+            return dumps(request, option=options, default=_not_native)
+        except TypeError:  # a _ReadByJson request, or a value orjson leaves to json.dumps
+            return _encode(request)
+
+    return encode
+
+
+def _not_native(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is left to json.dumps")
+
+
+class _ReadByJson(dict[str, Any]):
+    """A request the ``json`` module read: encoded by ``json.dumps`` too."""
 
 
 def _check_request(index: int, request: Any, seen: dict[str, int]) -> None:
@@ -245,6 +418,8 @@ def _is_remote(source: Any) -> bool:
 
 def _read_path(source: Any, options: RequestOptions | None = None) -> Iterator[Any]:
     """The JSONL file's requests, one line at a time; no line longer than MAX_LINE_BYTES."""
+    import orjson
+
     with _open_stream(source) as stream:
         index = 0
         for line_number in range(1, 2**63):
@@ -260,7 +435,7 @@ def _read_path(source: Any, options: RequestOptions | None = None) -> Iterator[A
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = _parse_line(line, orjson.loads)
             except (ValueError, RecursionError) as exc:
                 raise InvalidRequestSetError(
                     f"{source}: line {line_number} (request {index}) is not valid JSON "
@@ -288,6 +463,37 @@ def _complete(
 
 
 # ------------------------------------------------------------------------------------------
+
+
+def _parse_line(line: bytes, fast_loads: Callable[[bytes], Any]) -> Any:
+    """One JSONL line as ``json.loads`` reads it: by orjson where that gives the same value and
+    the same canonical bytes, by ``json.loads`` for a line orjson refuses (its errors;
+    ``NaN``, which the check then names) or that holds a float outside :data:`_PLAIN_FLOATS`."""
+    try:
+        value = fast_loads(line)
+    except ValueError:  # orjson.JSONDecodeError
+        pass
+    else:
+        if not _has_other_floats(value):
+            return value
+    value = json.loads(line)
+    return _ReadByJson(value) if type(value) is dict else value
+
+
+def _has_other_floats(value: Any) -> bool:
+    """Whether ``value`` (as orjson parsed it) holds a float outside :data:`_PLAIN_FLOATS`."""
+    low, high = _PLAIN_FLOATS
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float and item and not low <= abs(item) < high:
+            return True
+    return False
 
 
 def _open_target(source: Any) -> Any:

@@ -528,9 +528,11 @@ def write_report(report: dict[str, Any], path: Path) -> str:
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
+        import submit_memory
         from results_stream import keep_section
 
-        text = keep_section(path.read_text(encoding="utf-8"), text)
+        old = path.read_text(encoding="utf-8")
+        text = submit_memory.keep_section(old, keep_section(old, text))
     path.write_text(text, encoding="utf-8")
     return text
 

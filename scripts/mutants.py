@@ -774,6 +774,57 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/unit/operators/test_request_defaults.py::test_the_submission_log_line_names_the_batch_once",
         ),
     ),
+    Mutant(
+        "a resent create's body does not start at its first byte",
+        "request_set.py",
+        "        self._spool.seek(0)\n",
+        "        pass\n",
+        (
+            "tests/unit/operators/test_request_set_streaming.py::"
+            "test_a_create_retried_after_429_and_529_sends_the_same_bytes",
+        ),
+    ),
+    Mutant(
+        "a create of a checked set builds its body in memory from the parsed requests",
+        "hooks/batch.py",
+        '        return ApiRequest("POST", url, None, idempotent=False, content=requests.body)\n',
+        '        return ApiRequest("POST", url, None, {"requests": requests.requests}, '
+        "idempotent=False)\n",
+        (
+            "tests/unit/operators/test_request_set_streaming.py::"
+            "test_submitting_a_20_mb_file_grows_memory_by_a_few_mb",
+        ),
+    ),
+    Mutant(
+        "a streamed create body goes chunked, without its length",
+        "_http/send.py",
+        '        headers["content-length"] = str(request.content.length)\n',
+        "        pass\n",
+        (
+            "tests/unit/operators/test_request_set_streaming.py::"
+            "test_a_create_retried_after_429_and_529_sends_the_same_bytes",
+        ),
+    ),
+    Mutant(
+        "a file's requests are all kept in memory",
+        "request_set.py",
+        "        items, keep, encode = _read_path(source, options), False, _parsed_encoder()\n",
+        "        items, keep, encode = _read_path(source, options), True, _parsed_encoder()\n",
+        (
+            "tests/unit/operators/test_request_set_streaming.py::"
+            "test_submitting_a_20_mb_file_grows_memory_by_a_few_mb",
+        ),
+    ),
+    Mutant(
+        "orjson reads and writes floats that json writes in another form",
+        "request_set.py",
+        "        if not _has_other_floats(value):\n",
+        "        if True:\n",
+        (
+            "tests/unit/operators/test_request_set_streaming.py::"
+            "test_a_file_read_fast_gives_the_lists_body_and_the_fingerprint_before_streaming",
+        ),
+    ),
 )
 
 

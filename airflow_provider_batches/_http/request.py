@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from airflow_provider_batches._http.request_body import RequestContent
+
 
 @dataclass(frozen=True)
 class ApiRequest:
@@ -25,6 +27,9 @@ class ApiRequest:
     idempotent: bool = True
     #: The ``accept`` header, when not the JSON every other endpoint answers.
     accept: str | None = None
+    #: A body streamed with a known length instead of ``json_body`` (each attempt reads it
+    #: again from its start: a resend sends the same bytes).
+    content: RequestContent | None = None
 
 
 class ResponseLike(Protocol):

@@ -61,6 +61,7 @@ from airflow_provider_batches._http.errors import (
     response_json,
 )
 from airflow_provider_batches._http.request import ApiRequest, ResponseLike
+from airflow_provider_batches._http.request_body import achunks
 from airflow_provider_batches._http.retry import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -484,13 +485,20 @@ def _build(
         # hand, before httpcore's debug trace or h11's error could quote the value.
         if header_value_problem(value, allow_inner_spaces=True):
             raise httpx.LocalProtocolError(f"the {name} header holds a value HTTP cannot carry")
+    body: dict[str, Any] = {"json": request.json_body}
+    if request.content is not None:
+        # An explicit content-length: httpx then sends the pieces without chunked encoding.
+        headers["content-type"] = request.content.content_type
+        headers["content-length"] = str(request.content.length)
+        pieces = request.content
+        body = {"content": pieces.chunks() if isinstance(client, httpx.Client) else achunks(pieces)}
     try:
         return client.build_request(
             request.method,
             request.url,
             headers=headers,
-            json=request.json_body,
             timeout=httpx.Timeout(timeout, pool=None),
+            **body,
         )
     except (UnicodeError, httpx.InvalidURL) as exc:
         # The message would quote the offending value: only the class is kept.

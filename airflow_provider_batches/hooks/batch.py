@@ -40,6 +40,7 @@ from airflow_provider_batches._http.send import (
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
+from airflow_provider_batches.request_set import RequestSet
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,12 @@ class MessageBatchHook(BaseHook):
             pool.client, pool.gate, settings, request, parse_batch, deadline=deadline
         )
 
-    def create_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
+    def create_batch(self, requests: Sequence[dict[str, Any]] | RequestSet) -> MessageBatch:
         """``POST /v1/messages/batches`` with ``[{"custom_id": ..., "params": {...}}, ...]``.
+
+        A :class:`~airflow_provider_batches.request_set.RequestSet` (what
+        ``build_request_set`` returns) is sent as it was checked, streamed from its spooled
+        body with a known length, in bounded memory whatever its size.
 
         Sent again only after an answer proving the API did not act on it (429, 529, or a
         connection that was never made). After anything else that leaves the outcome open (a
@@ -170,7 +175,7 @@ class MessageBatchHook(BaseHook):
         request = _create_request(settings, requests)
         return send(shared_sync_client(settings), settings, request, parse_batch)
 
-    async def acreate_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
+    async def acreate_batch(self, requests: Sequence[dict[str, Any]] | RequestSet) -> MessageBatch:
         """Async :meth:`create_batch`, with the same no-resend rule."""
         settings = await self.asettings()
         request = _create_request(settings, requests)
@@ -528,11 +533,16 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def _create_request(settings: ClientSettings, requests: Sequence[dict[str, Any]]) -> ApiRequest:
+def _create_request(
+    settings: ClientSettings, requests: Sequence[dict[str, Any]] | RequestSet
+) -> ApiRequest:
+    url = settings.batches_url()
+    if isinstance(requests, RequestSet):
+        return ApiRequest("POST", url, None, idempotent=False, content=requests.body)
     if not requests:
         raise ValueError("create_batch needs at least one request.")
     body = {"requests": list(requests)}
-    return ApiRequest("POST", settings.batches_url(), None, body, idempotent=False)
+    return ApiRequest("POST", url, None, body, idempotent=False)
 
 
 def _cancel_request(settings: ClientSettings, batch_id: str) -> ApiRequest:

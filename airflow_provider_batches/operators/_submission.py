@@ -173,7 +173,7 @@ class Submitter:
         )
         self.store.set({**intent, "started_at": started, "batch_id": None})
         try:
-            batch = self.hook.create_batch(request_set.requests)
+            batch = self.hook.create_batch(request_set)
         except MessageBatchError as error:
             if not is_ambiguous_create_failure(error):
                 self.store.set(

@@ -277,9 +277,10 @@ class MessageBatchOperator(BaseOperator):
         record = store.get()
         if record is not None and interrupted_wait(record, try_number):
             self._stop_interrupted_wait(record)
-        submission = Submitter(self.hook, store, identity).submit(
-            request_set, resubmit=self.resubmit
-        )
+        with request_set:  # the spooled body goes once the create has answered
+            submission = Submitter(self.hook, store, identity).submit(
+                request_set, resubmit=self.resubmit
+            )
         batch = submission.batch
         self._waiting_for = batch.id
         self.log.info("Batch %s (%s).", batch.progress_summary(), submission.how)

@@ -20,7 +20,8 @@ import h11
 logger = logging.getLogger(__name__)
 
 ResponseAction = Literal["send", "drop", "reset"]
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
+#: The API takes create bodies up to 256 MB.
+DEFAULT_MAX_BODY = 256 * 1024 * 1024
 _READ_CHUNK = 65_536
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import hmac
 import time
 
@@ -73,6 +74,8 @@ class ApiRoutes:
                 client=request.client,
                 received_at=time.time(),
                 batch_id=target_batch_id(target),
+                body_bytes=len(request.body),
+                body_sha256=hashlib.sha256(request.body).hexdigest() if request.body else None,
             )
         )
 

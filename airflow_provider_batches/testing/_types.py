@@ -167,6 +167,10 @@ class RecordedRequest:
     client: tuple[str, int]
     received_at: float
     batch_id: str | None = None
+    #: Size and sha256 (hex) of the request body as received: what a client sent, compared
+    #: without the fake keeping bodies (``None`` for an empty body).
+    body_bytes: int = 0
+    body_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (used by the admin routes)."""
@@ -188,4 +192,6 @@ class RecordedRequest:
             client=(str(host), int(port)),
             received_at=float(data["received_at"]),
             batch_id=None if data.get("batch_id") is None else str(data["batch_id"]),
+            body_bytes=int(data.get("body_bytes", 0)),
+            body_sha256=None if data.get("body_sha256") is None else str(data["body_sha256"]),
         )
