@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_batches.exceptions import ConnectionConfigError
+from airflow_provider_batches.cost.prices import ModelPrices, parse_price_rows
+from airflow_provider_batches.exceptions import ConnectionConfigError, PriceTableError
 from airflow_provider_batches.header_values import check_header_value
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
@@ -36,6 +37,7 @@ _KNOWN_EXTRAS = frozenset(
         "workspace_id",
         "max_requests_per_minute",
         "results_hosts",
+        "prices",
     }
 )
 
@@ -193,3 +195,11 @@ def _requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:
             f"4000 at tier 4), got {repr(value)[:100]}."
         )
     return number
+
+
+def _prices(conn_id: str, value: Any) -> dict[str, ModelPrices]:
+    """The ``prices`` extra: rows that override or extend the shipped price table."""
+    try:
+        return parse_price_rows(value, f"Connection {conn_id!r}: extra 'prices'")
+    except PriceTableError as error:
+        raise ConnectionConfigError(str(error)) from None

@@ -5,6 +5,10 @@
     MessageBatchError
     ├── InvalidBatchIdError (also ValueError)
     ├── ConnectionConfigError (also ValueError)
+    ├── PriceTableError (also ValueError)  a price override that cannot be read
+    ├── SpendGuardError (AirflowFail...)   max_cost_usd stopped a batch before its create
+    │   ├── SpendLimitExceededError        the batch's cost bound is over max_cost_usd
+    │   └── UnpricedModelError             a model has no price, so no bound
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -45,6 +49,22 @@ class InvalidBatchIdError(MessageBatchError, ValueError):
 
 class ConnectionConfigError(MessageBatchError, ValueError):
     """The Airflow connection's fields or extras cannot be used."""
+
+
+class PriceTableError(MessageBatchError, ValueError):
+    """Prices given to override or extend the shipped price table cannot be used."""
+
+
+class SpendGuardError(MessageBatchError, AirflowFailException):
+    """``max_cost_usd`` stopped a batch before any request was sent; retrying cannot help."""
+
+
+class SpendLimitExceededError(SpendGuardError):
+    """The upper bound of what the batch can cost is over ``max_cost_usd``."""
+
+
+class UnpricedModelError(SpendGuardError):
+    """``max_cost_usd`` is set, but a model of the requests has no price: no bound exists."""
 
 
 class APIError(MessageBatchError):

@@ -72,6 +72,12 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Hosts (name or name:port) a batch's results_url may point at; the API "
         "key is sent there. Empty: only the Base URL's host.",
     },
+    "prices": {
+        "label": "Model prices (USD per million tokens)",
+        "schema": {"type": ["object", "string", "null"]},
+        "description": "Override or extend the shipped price table: {model: {input, "
+        "cache_write_5m, cache_write_1h, cache_read, output}} at standard prices.",
+    },
 }
 
 

@@ -25,6 +25,7 @@ from airflow_provider_batches.connection_extras import (
     MIN_MAX_RESPONSE_BYTES,
     _betas,
     _positive_float,
+    _prices,
     _requests_per_minute,
     _results_hosts,
     _verify,
@@ -32,6 +33,7 @@ from airflow_provider_batches.connection_extras import (
     _whole_number,
     _workspace_id,
 )
+from airflow_provider_batches.cost.prices import ModelPrices
 from airflow_provider_batches.exceptions import ConnectionConfigError
 from airflow_provider_batches.header_values import api_key_from_password
 
@@ -76,6 +78,8 @@ class ClientSettings:
     max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
     #: Other hosts (``name`` or ``name:port``) a batch's ``results_url`` may point at.
     results_hosts: tuple[str, ...] = ()
+    #: Price rows that override or extend the shipped price table (docs/cost.md).
+    prices: Mapping[str, ModelPrices] = field(default_factory=dict, compare=False)
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -143,6 +147,7 @@ class ClientSettings:
             workspace_id=_workspace_id(conn_id, extras.get("workspace_id")),
             max_requests_per_minute=_requests_per_minute(conn_id, extras),
             results_hosts=_results_hosts(conn_id, extras.get("results_hosts")),
+            prices=_prices(conn_id, extras.get("prices")),
         )
 
 
