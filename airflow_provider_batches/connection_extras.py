@@ -6,11 +6,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_batches.cost.prices import ModelPrices, parse_price_rows
 from airflow_provider_batches.exceptions import ConnectionConfigError, PriceTableError
 from airflow_provider_batches.header_values import check_header_value
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.cost.prices import ModelPrices
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = 30.0
@@ -199,6 +201,10 @@ def _requests_per_minute(conn_id: str, extras: Mapping[str, Any]) -> float:
 
 def _prices(conn_id: str, value: Any) -> dict[str, ModelPrices]:
     """The ``prices`` extra: rows that override or extend the shipped price table."""
+    if value is None or value == "":
+        return {}
+    from airflow_provider_batches.cost.prices import parse_price_rows
+
     try:
         return parse_price_rows(value, f"Connection {conn_id!r}: extra 'prices'")
     except PriceTableError as error:

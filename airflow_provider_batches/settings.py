@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_batches.base_url import (
     DEFAULT_BASE_URL,
@@ -33,7 +33,6 @@ from airflow_provider_batches.connection_extras import (
     _whole_number,
     _workspace_id,
 )
-from airflow_provider_batches.cost.prices import ModelPrices
 from airflow_provider_batches.exceptions import ConnectionConfigError
 from airflow_provider_batches.header_values import api_key_from_password
 
@@ -43,6 +42,9 @@ __all__ = [
     "InsecureEndpointWarning",
     "is_loopback_host",
 ]
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.cost.prices import ModelPrices
 
 BATCHES_PATH = "/v1/messages/batches"
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches._compat import default_deferrable
-from airflow_provider_batches.cost.prices import parse_price_rows
 from airflow_provider_batches.defaults import (
     DEFAULT_ERROR_TOLERANCE,
     DEFAULT_EXPIRY_GRACE,
@@ -177,7 +176,10 @@ class MessageBatchOperator(BaseOperator):
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
         self.max_cost_usd = check_max_cost(max_cost_usd, self.task_id)
-        parse_price_rows(prices, f"{self.task_id}: prices")  # a bad price fails at DAG parse
+        if prices is not None:  # a bad price fails at DAG parse
+            from airflow_provider_batches.cost.prices import parse_price_rows
+
+            parse_price_rows(prices, f"{self.task_id}: prices")
         self.prices = prices
         self._waiting_for: str | None = None
 
@@ -289,7 +291,7 @@ class MessageBatchOperator(BaseOperator):
     def _check_spend(self, request_set: RequestSet) -> None:
         """Log the batch's cost bound; raise before any request if it is over max_cost_usd."""
         from airflow_provider_batches.cost.guard import check_spend, spend_bound
-        from airflow_provider_batches.cost.prices import price_table
+        from airflow_provider_batches.cost.prices import parse_price_rows, price_table
 
         table = price_table(self.hook.settings.prices, parse_price_rows(self.prices, "prices"))
         bound = spend_bound(request_set.requests, table)
