@@ -126,6 +126,26 @@ def test_a_model_without_a_price_fails_naming_it_and_how_to_add_one(
     assert fake.request_count() == 0
 
 
+@pytest.mark.parametrize("cap", [None, 100.0])
+def test_the_bound_is_logged_with_or_without_a_cap_and_under_it_nothing_is_raised(
+    fake: FakeBatchesServer, fake_conn: str, capsys: pytest.CaptureFixture[str], cap: Any
+) -> None:
+    operator = _operator(fake_conn, _requests([1000] * 4), max_cost_usd=cap)  # $0.04
+    operator._check_spend(operator.request_set())
+    assert "Cost bound of the batch: $0.04" in capsys.readouterr().out
+
+
+def test_without_a_cap_an_unpriced_model_is_only_named_in_a_warning(
+    fake: FakeBatchesServer, fake_conn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator = _operator(fake_conn, _requests([10], model="claude-nameless"))
+    operator._check_spend(operator.request_set())
+    out = capsys.readouterr().out
+    assert "Cost bound of the batch: $0.00" in out
+    assert "No price for claude-nameless: not in the bound." in out
+    assert fake.request_count() == 0
+
+
 def test_the_top_models_are_the_three_dearest() -> None:
     table = price_table(
         parse_price_rows(
