@@ -11,6 +11,10 @@
     ├── BatchSubmissionUnknownError   a create may have made a batch; listing cannot tell (retried)
     │   └── AmbiguousBatchError       several batches could be it: a person decides (AirflowFail...)
     ├── InvalidTaskOptionError        a task's option is unusable (AirflowFail..., ValueError)
+    ├── PriceTableError (also ValueError)  a price override that cannot be read
+    ├── SpendGuardError (AirflowFail...)   max_cost_usd stopped a batch before its create
+    │   ├── SpendLimitExceededError        the batch's cost bound is over max_cost_usd
+    │   └── UnpricedModelError             a model has no price, so no bound
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -98,6 +102,22 @@ class InvalidTaskOptionError(MessageBatchError, AirflowFailException, ValueError
     Raised at DAG parse where the value is known then, else when the task starts (a mapped
     task's expanded values): retrying the task cannot help.
     """
+
+
+class PriceTableError(MessageBatchError, ValueError):
+    """Prices given to override or extend the shipped price table cannot be used."""
+
+
+class SpendGuardError(MessageBatchError, AirflowFailException):
+    """``max_cost_usd`` stopped a batch before any request was sent; retrying cannot help."""
+
+
+class SpendLimitExceededError(SpendGuardError):
+    """The upper bound of what the batch can cost is over ``max_cost_usd``."""
+
+
+class UnpricedModelError(SpendGuardError):
+    """``max_cost_usd`` is set, but a model of the requests has no price: no bound exists."""
 
 
 class APIError(MessageBatchError):

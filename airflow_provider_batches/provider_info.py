@@ -82,6 +82,12 @@ CONN_FIELDS: dict[str, Any] = {
         "schema": {"type": ["integer", "null"]},
         "description": "max_tokens of requests that set none, unless the operator sets it.",
     },
+    "prices": {
+        "label": "Model prices (USD per million tokens)",
+        "schema": {"type": ["object", "string", "null"]},
+        "description": "Override or extend the shipped price table: {model: {input, "
+        "cache_write_5m, cache_write_1h, cache_read, output}} at standard prices.",
+    },
 }
 
 

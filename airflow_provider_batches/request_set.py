@@ -81,6 +81,51 @@ class SpooledBody:
         self._spool.close()
 
 
+class ModelTally:
+    """What the spend guard needs of one model's requests: how many, their ``max_tokens``
+    summed, and the bytes of their ``system``, ``messages`` and ``tools`` as compact JSON,
+    summed apart for requests that use ``cache_control``."""
+
+    __slots__ = ("cached_input_bytes", "input_bytes", "max_tokens", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.max_tokens = 0
+        self.input_bytes = 0
+        self.cached_input_bytes = 0
+
+
+#: The request fields whose bytes estimate a request's input tokens.
+INPUT_PARTS = ("system", "messages", "tools")
+
+
+class RequestTally:
+    """Per model, what the spend guard needs (:class:`ModelTally`), kept during the one pass
+    over the requests instead of the requests themselves."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelTally] = {}
+
+    def add(self, params: Mapping[str, Any]) -> None:
+        import orjson  # not at module level: this module is imported at DAG parse
+
+        model = params["model"]
+        tally = self.models.get(model)
+        if tally is None:
+            tally = self.models[model] = ModelTally()
+        tally.requests += 1
+        tally.max_tokens += params["max_tokens"]
+        parts = {part: params[part] for part in INPUT_PARTS if part in params}
+        try:
+            encoded = orjson.dumps(parts)
+        except (TypeError, ValueError):  # what orjson cannot write (integers past 64 bits)
+            encoded = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode()
+        if b'"cache_control"' in encoded:
+            tally.cached_input_bytes += len(encoded)
+        else:
+            tally.input_bytes += len(encoded)
+
+
 class RequestSet:
     """Checked requests: their count, fingerprint (sha256 of the canonical JSON array), the size
     of the create body and that body, spooled (:attr:`body`)."""
@@ -93,6 +138,7 @@ class RequestSet:
         *,
         count: int | None = None,
         body: SpooledBody | None = None,
+        tally: RequestTally | None = None,
     ) -> None:
         if requests is None and (count is None or body is None):
             raise ValueError("a RequestSet without its requests needs their count and body")
@@ -101,9 +147,19 @@ class RequestSet:
         self.body_bytes = body_bytes
         self.count = count if count is not None else len(requests or ())
         self._body = body
+        self._tally = tally
 
     def __repr__(self) -> str:
         return f"RequestSet(count={self.count}, fingerprint={self.fingerprint[:12]}...)"
+
+    @property
+    def tally(self) -> RequestTally:
+        """Per model: requests, ``max_tokens`` and input bytes (for the spend guard)."""
+        if self._tally is None:
+            self._tally = RequestTally()
+            for request in self.requests:
+                self._tally.add(request["params"])
+        return self._tally
 
     @property
     def body(self) -> SpooledBody:
@@ -185,6 +241,7 @@ class _Checked:
         self._digest = hashlib.sha256(b"[")
         self._body_bytes = _BODY_OVERHEAD
         self._seen: dict[str, int] = {}
+        self._tally = RequestTally()
         self._count = 0
         self._spool: IO[bytes] = _new_spool()
         self._spool.write(_BODY_HEAD)
@@ -220,6 +277,7 @@ class _Checked:
             encoded = b"," + encoded
         self._digest.update(encoded)
         self._spool.write(encoded)
+        self._tally.add(request["params"])
         self._count += 1
 
     def finish(self, requests: list[dict[str, Any]] | None) -> RequestSet:
@@ -230,7 +288,14 @@ class _Checked:
         self._spool.flush()
         body = SpooledBody(self._spool, self._body_bytes)
         fingerprint = self._digest.hexdigest()
-        return RequestSet(requests, fingerprint, self._body_bytes, count=self._count, body=body)
+        return RequestSet(
+            requests,
+            fingerprint,
+            self._body_bytes,
+            count=self._count,
+            body=body,
+            tally=self._tally,
+        )
 
     def discard(self) -> None:
         self._spool.close()

@@ -825,6 +825,143 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_file_read_fast_gives_the_lists_body_and_the_fingerprint_before_streaming",
         ),
     ),
+    Mutant(
+        "costs leave out the batch discount",
+        "cost/prices.py",
+        "        return getattr(prices, kind) * self.batch_discount",
+        "        return getattr(prices, kind) * 1",
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+        ),
+    ),
+    Mutant(
+        "cost figures round half-up instead of half-even",
+        "cost/batch_cost.py",
+        "    return value.quantize(places, rounding=ROUND_HALF_EVEN)\n",
+        '    return value.quantize(places, rounding="ROUND_HALF_UP")\n',
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+            "tests/unit/results/test_cost.py::test_the_manifest_rounds_each_figure_half_even_to_six_decimals",
+        ),
+    ),
+    Mutant(
+        "1-hour cache writes are priced as 5-minute writes",
+        "cost/batch_cost.py",
+        'usd(one_hour, "cache_write_1h")',
+        'usd(one_hour, "cache_write_5m")',
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+        ),
+    ),
+    Mutant(
+        "a model without a price gets no warning",
+        "cost/batch_cost.py",
+        "    if unpriced:\n        log.warning(\n",
+        "    if False:\n        log.warning(\n",
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+        ),
+    ),
+    Mutant(
+        "a batch with an unpriced model still reports a total",
+        "cost/batch_cost.py",
+        '        "total_usd": None if unpriced else priced_usd["total"],\n',
+        '        "total_usd": priced_usd["total"],\n',
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+        ),
+    ),
+    Mutant(
+        "a dated snapshot id is not priced as its model",
+        "cost/prices.py",
+        "        if suffix is not None and suffix.end() == len(model):\n",
+        "        if False:\n",
+        (
+            "tests/unit/results/test_cost.py::test_a_fixed_results_file_costs_exact_dollars_per_model_and_in_total",
+        ),
+    ),
+    Mutant(
+        "price overrides lose to the shipped table",
+        "cost/prices.py",
+        "            models={**self.models, **overrides},\n",
+        "            models={**overrides, **self.models},\n",
+        (
+            "tests/unit/results/test_cost.py::test_caller_prices_override_the_connection_which_overrides_the_shipped_table",
+        ),
+    ),
+    Mutant(
+        "a negative override price is accepted",
+        "cost/prices.py",
+        "    if number is None or not number.is_finite() or number < 0:\n",
+        "    if number is None or not number.is_finite():\n",
+        (
+            "tests/unit/results/test_cost.py::test_a_bad_price_override_is_an_error_naming_the_field",
+        ),
+    ),
+    Mutant(
+        "write_results ignores the connection's prices extra",
+        "results/writer.py",
+        "price_table(settings.prices, price_overrides)",
+        "price_table(price_overrides)",
+        (
+            "tests/unit/results/test_cost.py::test_write_results_puts_the_cost_in_the_manifest_and_ends_the_log_with_one_line",
+        ),
+    ),
+    Mutant(
+        "the operator submits without checking the spend cap",
+        "operators/batch.py",
+        "        self._check_spend(request_set)\n",
+        "",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::test_one_cent_over_the_cap_fails_before_any_request",
+        ),
+    ),
+    Mutant(
+        "the spend cap lets a bound one cent over through",
+        "cost/guard.py",
+        "    if bound.total_usd > cap:\n",
+        "    if bound.total_usd > cap + Decimal('0.01'):\n",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::test_one_cent_over_the_cap_fails_before_any_request",
+        ),
+    ),
+    Mutant(
+        "the spend guard bounds output without max_tokens",
+        "cost/guard.py",
+        "Decimal(counts.max_tokens)",
+        "Decimal(counts.requests)",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::test_the_bound_is_output_at_max_tokens_plus_input_at_one_token_per_byte",
+        ),
+    ),
+    Mutant(
+        "the spend guard prices cached input at the plain input price",
+        "request_set.py",
+        "        if b'\"cache_control\"' in encoded:\n",
+        "        if False:\n",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::test_the_bound_is_output_at_max_tokens_plus_input_at_one_token_per_byte",
+        ),
+    ),
+    Mutant(
+        "a capped batch with an unpriced model is submitted",
+        "cost/guard.py",
+        "    if bound.unpriced:\n",
+        "    if False:\n",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::test_a_model_without_a_price_fails_naming_it_and_how_to_add_one",
+        ),
+    ),
+    Mutant(
+        "a file's cost bound parses its requests back into memory",
+        "request_set.py",
+        "            tally=self._tally,\n",
+        "            tally=None,\n",
+        (
+            "tests/unit/operators/test_operator_spend_guard.py::"
+            "test_a_file_s_bound_comes_from_the_one_pass_not_the_requests_parsed_again",
+        ),
+    ),
 )
 
 

@@ -6,10 +6,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_batches._connection.headers import check_header_value
-from airflow_provider_batches.exceptions import ConnectionConfigError
+from airflow_provider_batches.exceptions import ConnectionConfigError, PriceTableError
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.cost.prices import ModelPrices
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = 30.0
@@ -38,6 +41,7 @@ KNOWN_EXTRAS = frozenset(
         "results_hosts",
         "default_model",
         "default_max_tokens",
+        "prices",
     }
 )
 
@@ -220,3 +224,15 @@ def read_default_max_tokens(conn_id: str, value: Any) -> int | None:
             f"1, got {_shown(value)}. Write it as a plain number such as 1024."
         )
     return number
+
+
+def read_prices(conn_id: str, value: Any) -> dict[str, ModelPrices]:
+    """The ``prices`` extra: rows that override or extend the shipped price table."""
+    if value is None or value == "":
+        return {}
+    from airflow_provider_batches.cost.prices import parse_price_rows
+
+    try:
+        return parse_price_rows(value, f"Connection {conn_id!r}: extra 'prices'")
+    except PriceTableError as error:
+        raise ConnectionConfigError(str(error)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_batches._connection.base_url import (
     DEFAULT_BASE_URL,
@@ -25,6 +25,7 @@ from airflow_provider_batches._connection.extras import (
     read_default_max_tokens,
     read_default_model,
     read_positive_float,
+    read_prices,
     read_requests_per_minute,
     read_results_hosts,
     read_verify,
@@ -42,6 +43,9 @@ __all__ = [
     "InsecureEndpointWarning",
     "is_loopback_host",
 ]
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.cost.prices import ModelPrices
 
 BATCHES_PATH = "/v1/messages/batches"
 
@@ -80,6 +84,8 @@ class ClientSettings:
     #: What a request that names no model or max_tokens gets (after the operator's own).
     default_model: str | None = None
     default_max_tokens: int | None = None
+    #: Price rows that override or extend the shipped price table (docs/cost.md).
+    prices: Mapping[str, ModelPrices] = field(default_factory=dict, compare=False)
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -149,6 +155,7 @@ class ClientSettings:
             results_hosts=read_results_hosts(conn_id, extras.get("results_hosts")),
             default_model=read_default_model(conn_id, extras.get("default_model")),
             default_max_tokens=read_default_max_tokens(conn_id, extras.get("default_max_tokens")),
+            prices=read_prices(conn_id, extras.get("prices")),
         )
 
 

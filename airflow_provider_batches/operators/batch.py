@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -102,6 +103,13 @@ class MessageBatchOperator(BaseOperator):
         value stays the ended batch. See docs/results.md.
     :param results_overwrite: Download again even if a complete manifest is already there.
     :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
+    :param max_cost_usd: Before the create, fail (``SpendLimitExceededError``, nothing sent) if
+        the batch can cost more than this many USD: every request's ``max_tokens`` at its
+        model's batch output price plus an input estimate (docs/cost.md). The bound is logged
+        whether or not this is set; with it set, a model without a price fails the task.
+    :param prices: Prices overriding or extending the shipped table, for the bound and the
+        manifest's cost: ``{model: {"input", "cache_write_5m", "cache_write_1h",
+        "cache_read", "output"}}`` in USD per million tokens at standard prices.
     """
 
     template_fields: Sequence[str] = (
@@ -146,6 +154,8 @@ class MessageBatchOperator(BaseOperator):
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,
+        max_cost_usd: float | None = None,
+        prices: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -208,6 +218,12 @@ class MessageBatchOperator(BaseOperator):
         self.results_path = results_path
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
+        self.max_cost_usd = check_max_cost(max_cost_usd, self.task_id)
+        if prices is not None:  # a bad price fails at DAG parse
+            from airflow_provider_batches.cost.prices import parse_price_rows
+
+            parse_price_rows(prices, f"{self.task_id}: prices")
+        self.prices = prices
         self._waiting_for: str | None = None
 
     @classmethod
@@ -271,6 +287,7 @@ class MessageBatchOperator(BaseOperator):
         )
 
         request_set = self.request_set()
+        self._check_spend(request_set)
         identity = TaskIdentity.from_context(context)
         store = record_store_for(context, identity)
         try_number = int(getattr(context["ti"], "try_number", 1) or 1)
@@ -338,6 +355,19 @@ class MessageBatchOperator(BaseOperator):
         """A user killed the task while it waited in this worker: cancel its batch."""
         if self._waiting_for is not None and self.cancel_on_kill:
             cancel_quietly(self.hook, self._waiting_for, self.log)
+
+    def _check_spend(self, request_set: RequestSet) -> None:
+        """Log the batch's cost bound; raise before any request if it is over max_cost_usd."""
+        from airflow_provider_batches.cost.guard import check_spend, tally_bound
+        from airflow_provider_batches.cost.prices import parse_price_rows, price_table
+
+        table = price_table(self.hook.settings.prices, parse_price_rows(self.prices, "prices"))
+        bound = tally_bound(request_set.tally, table)
+        self.log.info("Cost bound of the batch: %s.", bound.describe(table))
+        if bound.unpriced:
+            self.log.warning("No price for %s: not in the bound.", ", ".join(bound.unpriced[:5]))
+        if self.max_cost_usd is not None:
+            check_spend(bound, self.max_cost_usd, table)
 
     def _stop_interrupted_wait(self, record: dict[str, Any]) -> None:
         """An earlier try deferred on the batch and never came back (a failed trigger comes
@@ -430,6 +460,7 @@ class MessageBatchOperator(BaseOperator):
                 self.results_path,
                 overwrite=self.results_overwrite,
                 split_by_type=self.results_split_by_type,
+                prices=self.prices,
             )
             context["ti"].xcom_push(key="manifest", value=manifest)
         return finish_batch(self.policy, batch, context, self.log)
@@ -447,6 +478,18 @@ class MessageBatchOperator(BaseOperator):
             error_tolerance=self.error_tolerance,
             cancel_on_kill=self.cancel_on_kill,
         )
+
+
+def check_max_cost(value: Any, task_id: str) -> float | None:
+    """``max_cost_usd``: ``None`` or a positive finite number of USD."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(
+            f"{task_id}: max_cost_usd must be a positive number of US dollars such as 25.0, "
+            f"got {value!r}."
+        )
+    return float(value)
 
 
 def own_deadline_passed(event: dict[str, Any]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -30,6 +30,8 @@ class MessageBatchResultsOperator(BaseOperator):
     :param allowed_results_hosts: Hosts other than the connection's that the batch's
         ``results_url`` may point at (the API key is sent there).
     :param max_line_bytes: Longest results line accepted (default 16 MiB).
+    :param prices: Prices overriding or extending the shipped table for the manifest's cost
+        (see docs/cost.md).
     """
 
     template_fields: Sequence[str] = ("batch_id", "results_path", "conn_id")
@@ -45,6 +47,7 @@ class MessageBatchResultsOperator(BaseOperator):
         split_by_type: bool = False,
         allowed_results_hosts: Collection[str] = (),
         max_line_bytes: int | None = None,
+        prices: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +58,7 @@ class MessageBatchResultsOperator(BaseOperator):
         self.split_by_type = split_by_type
         self.allowed_results_hosts = tuple(allowed_results_hosts)
         self.max_line_bytes = max_line_bytes
+        self.prices = prices
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_batches.results.writer import write_results
@@ -67,4 +71,5 @@ class MessageBatchResultsOperator(BaseOperator):
             split_by_type=self.split_by_type,
             allowed_results_hosts=self.allowed_results_hosts,
             max_line_bytes=self.max_line_bytes,
+            prices=self.prices,
         )

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_batches.cost.batch_cost import ModelUsage
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.results.lines import ReadCounts
 from airflow_provider_batches.results.models import BatchResult, ErroredResult, SucceededResult
@@ -44,6 +45,8 @@ class ManifestBuilder:
         self.usage = dict.fromkeys(USAGE_FIELDS, 0)
         self.error_types: Counter[str] = Counter()
         self.errored_ids: list[str] = []
+        #: Tokens per model, for the manifest's ``cost`` (see cost/batch_cost.py).
+        self.model_usage = ModelUsage()
 
     def add(self, result: BatchResult) -> None:
         outcome = result.result
@@ -52,6 +55,7 @@ class ManifestBuilder:
             usage = outcome.message.usage
             for name in USAGE_FIELDS:
                 self.usage[name] += getattr(usage, name) or 0
+            self.model_usage.add(outcome.message.model, usage)
         elif isinstance(outcome, ErroredResult):
             self.error_types[outcome.error.error.type] += 1
             if len(self.errored_ids) < MAX_ERRORED_IDS:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from airflow_provider_batches._connection.settings import ClientSettings
 from airflow_provider_batches.batch_ids import validate_batch_id
+from airflow_provider_batches.cost.batch_cost import cost_section, summary_line
+from airflow_provider_batches.cost.prices import parse_price_rows, price_table
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.results.lines import ReadCounts, line_bound
 from airflow_provider_batches.results.manifest import (
@@ -120,20 +122,27 @@ def write_results(
     split_by_type: bool = False,
     allowed_results_hosts: Collection[str] = (),
     max_line_bytes: int | None = None,
+    prices: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store the results of an ended batch under ``results_path/<batch id>/``; returns the
     manifest (JSON-safe, fit for XCom).
+
+    The manifest's ``cost`` prices the tokens per model at batch prices: the shipped table,
+    overridden or extended by the connection extra ``prices``, then by ``prices`` (same shape;
+    see docs/cost.md). The last log line sums up results, tokens and cost.
 
     A complete manifest already there for the batch, whose files match it, is returned without
     downloading anything unless ``overwrite``; anything else under the prefix is replaced.
     """
     batch_id = validate_batch_id(batch.id if isinstance(batch, MessageBatch) else batch)
     bound = line_bound(max_line_bytes)
+    price_overrides = parse_price_rows(prices, "prices")
     prefix = _as_path(results_path) / batch_id
     if not overwrite:
         existing = verified_manifest(prefix, batch_id, split_by_type)
         if existing is not None:
             log.info("Results of batch %s are complete in %s; not downloading.", batch_id, prefix)
+            log.info("%s", summary_line(existing))
             return existing
     ended = batch if isinstance(batch, MessageBatch) else hook.retrieve_batch(batch)
     settings = hook.settings
@@ -164,6 +173,9 @@ def write_results(
         raise
     entries = {key: stored.close() for key, stored in files.items()}
     manifest = builder.build(ended, str(prefix), entries, counts)
+    manifest["cost"] = cost_section(
+        builder.model_usage, price_table(settings.prices, price_overrides)
+    )
     (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
     counts = manifest["line_counts"]
     log.info(
@@ -174,6 +186,7 @@ def write_results(
         entries["results"]["bytes"],
         entries["results"]["sha256"],
     )
+    log.info("%s", summary_line(manifest))
     return manifest
 
 

@@ -94,6 +94,7 @@ def test_the_wheel_holds_the_package_its_licence_and_notice_and_nothing_else(dis
     package = {name for name in names if not name.startswith(DIST_INFO + "/")}
     assert package == package_sources()
     assert "airflow_provider_batches/py.typed" in package
+    assert "airflow_provider_batches/cost/prices.json" in package  # the shipped price table
     assert licence == (REPO_ROOT / "LICENSE").read_text()
     assert "Apache License\n                           Version 2.0, January 2004" in licence
     assert "END OF TERMS AND CONDITIONS" in licence  # the whole text, not a pointer to it
