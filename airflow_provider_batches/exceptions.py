@@ -5,6 +5,8 @@
     MessageBatchError
     ├── InvalidBatchIdError (also ValueError)
     ├── ConnectionConfigError (also ValueError)
+    ├── OutputTypeError (also ValueError)  an output_type that cannot validate (AirflowFail...)
+    ├── InvalidAnswersError           too many answers fail output_type (AirflowFail...)
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -45,6 +47,29 @@ class InvalidBatchIdError(MessageBatchError, ValueError):
 
 class ConnectionConfigError(MessageBatchError, ValueError):
     """The Airflow connection's fields or extras cannot be used."""
+
+
+class OutputTypeError(MessageBatchError, AirflowFailException, ValueError):
+    """An ``output_type`` that cannot validate answers: an import path that does not import, an
+    object that is neither a class pydantic can validate nor a JSON schema, an invalid schema."""
+
+
+class InvalidAnswersError(MessageBatchError, AirflowFailException):
+    """More succeeded answers failed their ``output_type`` than ``max_invalid_ratio`` allows.
+
+    Raised after every file and the manifest are written; ``manifest`` is that manifest.
+    """
+
+    def __init__(self, message: str, *, manifest: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.manifest = manifest
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_invalid_answers, (str(self), self.manifest))
+
+
+def _rebuild_invalid_answers(message: str, manifest: dict[str, Any]) -> InvalidAnswersError:
+    return InvalidAnswersError(message, manifest=manifest)
 
 
 class APIError(MessageBatchError):

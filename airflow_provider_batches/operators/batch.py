@@ -34,6 +34,7 @@ from airflow_provider_batches.request_set import (
     build_request_set,
     requests_from_prompts,
 )
+from airflow_provider_batches.results.structured import check_structured_options
 from airflow_provider_batches.wait_options import (
     as_seconds,
     check_mapped_options,
@@ -86,6 +87,9 @@ class MessageBatchOperator(BaseOperator):
         value stays the ended batch. See docs/results.md.
     :param results_overwrite: Download again even if a complete manifest is already there.
     :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
+    :param results_output_type, results_max_invalid_ratio: ``output_type`` and
+        ``max_invalid_ratio`` of ``MessageBatchResultsOperator``, for the stored results
+        (``parsed.jsonl``, ``invalid.jsonl``); checked after the manifest is pushed.
     """
 
     template_fields: Sequence[str] = ("requests", "prompts", "conn_id", "results_path")
@@ -119,9 +123,12 @@ class MessageBatchOperator(BaseOperator):
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,
+        results_output_type: Any = None,
+        results_max_invalid_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_structured_options(results_output_type, results_max_invalid_ratio, task=self.task_id)
         if (requests is None) == (prompts is None):
             raise ValueError(f"{self.task_id}: pass either requests or prompts (exactly one).")
         if prompts is not None and (model is None or max_tokens is None):
@@ -165,6 +172,8 @@ class MessageBatchOperator(BaseOperator):
         self.results_path = results_path
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
+        self.results_output_type = results_output_type
+        self.results_max_invalid_ratio = results_max_invalid_ratio
         self._waiting_for: str | None = None
 
     @classmethod
@@ -354,6 +363,7 @@ class MessageBatchOperator(BaseOperator):
         self._waiting_for = None
         if self.results_path:
             # Before the policy: the results of a batch that fails it are what one inspects.
+            from airflow_provider_batches.results.structured import check_invalid_answers
             from airflow_provider_batches.results.writer import write_results
 
             manifest = write_results(
@@ -362,8 +372,10 @@ class MessageBatchOperator(BaseOperator):
                 self.results_path,
                 overwrite=self.results_overwrite,
                 split_by_type=self.results_split_by_type,
+                output_type=self.results_output_type,
             )
             context["ti"].xcom_push(key="manifest", value=manifest)
+            check_invalid_answers(manifest, self.results_max_invalid_ratio)
         return finish_batch(self.policy, batch, context, self.log)
 
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:

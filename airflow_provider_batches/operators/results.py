@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.results.structured import check_structured_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_batches.results.structured import OutputType
 
 
 class MessageBatchResultsOperator(BaseOperator):
@@ -30,6 +33,13 @@ class MessageBatchResultsOperator(BaseOperator):
     :param allowed_results_hosts: Hosts other than the connection's that the batch's
         ``results_url`` may point at (the API key is sent there).
     :param max_line_bytes: Longest results line accepted (default 16 MiB).
+    :param output_type: Validate each succeeded answer (its one tool call's input, or its text
+        as JSON) against a pydantic model class, a JSON schema (dict), or an import path to
+        either (``"mypkg.models:Review"``), resolved when the task runs: valid rows go to
+        ``parsed.jsonl``, invalid ones to ``invalid.jsonl``, counted in the manifest. Not
+        templated. See docs/results.md.
+    :param max_invalid_ratio: Fail the task (after writing everything) when more than this
+        share of the succeeded answers is invalid; ``None`` (default) only reports them.
     """
 
     template_fields: Sequence[str] = ("batch_id", "results_path", "conn_id")
@@ -45,9 +55,12 @@ class MessageBatchResultsOperator(BaseOperator):
         split_by_type: bool = False,
         allowed_results_hosts: Collection[str] = (),
         max_line_bytes: int | None = None,
+        output_type: OutputType | None = None,
+        max_invalid_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_structured_options(output_type, max_invalid_ratio, task=self.task_id)
         self.batch_id = batch_id
         self.results_path = results_path
         self.conn_id = conn_id
@@ -55,6 +68,8 @@ class MessageBatchResultsOperator(BaseOperator):
         self.split_by_type = split_by_type
         self.allowed_results_hosts = tuple(allowed_results_hosts)
         self.max_line_bytes = max_line_bytes
+        self.output_type = output_type
+        self.max_invalid_ratio = max_invalid_ratio
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_batches.results.writer import write_results
@@ -67,4 +82,6 @@ class MessageBatchResultsOperator(BaseOperator):
             split_by_type=self.split_by_type,
             allowed_results_hosts=self.allowed_results_hosts,
             max_line_bytes=self.max_line_bytes,
+            output_type=self.output_type,
+            max_invalid_ratio=self.max_invalid_ratio,
         )
