@@ -192,7 +192,7 @@ def _schema_validator(schema: Mapping[str, Any], name: str) -> OutputValidator:
         if problems:
             more = count > _ERRORS_SHOWN
             raise _Invalid("validation", _problems(problems[:_ERRORS_SHOWN], count, more))
-        return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+        return _ENCODER.encode(answer).encode()
 
     return OutputValidator(name, _sha256_of(schema), validate)
 
@@ -246,7 +246,7 @@ def answer_of(message: Message) -> tuple[str, Any]:
             "no_answer", f"no text and no tool_use block (stop_reason={message.stop_reason!r})."
         )
     try:
-        return "text", json.loads(_unfenced(text), parse_constant=_no_constant)
+        return "text", _DECODER.decode(_unfenced(text))
     except (ValueError, RecursionError) as error:
         cut = " (stop_reason=max_tokens: the answer was cut short)"
         raise _Invalid(
@@ -271,6 +271,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One of each, made once: json.loads and json.dumps with options build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class AnswerSorter:
     """Sorts succeeded results into ``parsed.jsonl`` and ``invalid.jsonl`` lines, counting.
 
@@ -280,6 +285,9 @@ class AnswerSorter:
     """
 
     def __init__(self, validator: OutputValidator) -> None:
+        from airflow_provider_batches.results.models import SucceededResult
+
+        self._succeeded = SucceededResult
         self.validator = validator
         self.parsed = 0
         self.invalid = 0
@@ -289,10 +297,9 @@ class AnswerSorter:
 
     def sort(self, result: BatchResult) -> tuple[str, bytes] | None:
         """``("parsed" | "invalid", line)`` for a succeeded result, ``None`` for the others."""
-        if result.type != "succeeded":
+        if not isinstance(result.result, self._succeeded):
             return None
-        message: Message = result.result.message  # type: ignore[union-attr]
-        custom_id = json.dumps(result.custom_id, ensure_ascii=False)
+        message = result.result.message
         source: str | None = None
         try:
             source, answer = answer_of(message)
@@ -304,7 +311,8 @@ class AnswerSorter:
             return "invalid", self._invalid(result.custom_id, deep, source, message)
         self.parsed += 1
         self.sources[source] += 1
-        return "parsed", b'{"custom_id":' + custom_id.encode() + b',"output":' + output + b"}"
+        custom_id = _ENCODER.encode(result.custom_id).encode()
+        return "parsed", b'{"custom_id":' + custom_id + b',"output":' + output + b"}"
 
     def _invalid(
         self, custom_id: str, invalid: _Invalid, source: str | None, message: Message
@@ -323,7 +331,7 @@ class AnswerSorter:
             "source": source,
             "stop_reason": message.stop_reason,
         }
-        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+        return _ENCODER.encode(row).encode()
 
     def summary(self) -> dict[str, Any]:
         """The manifest's ``structured`` section."""
