@@ -529,8 +529,10 @@ def write_report(report: dict[str, Any], path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         from results_stream import keep_section
+        from structured_results import keep_section as keep_structured_section
 
-        text = keep_section(path.read_text(encoding="utf-8"), text)
+        old = path.read_text(encoding="utf-8")
+        text = keep_structured_section(old, keep_section(old, text))
     path.write_text(text, encoding="utf-8")
     return text
 

@@ -25,7 +25,7 @@ from structured_cases import (
     text,
     tool_call,
 )
-from writer_cases import results_requests
+from writer_cases import results_requests, served_lines
 
 from airflow_provider_batches.exceptions import InvalidAnswersError, OutputTypeError
 from airflow_provider_batches.hooks.batch import MessageBatchHook
@@ -269,3 +269,20 @@ def test_bad_options_are_refused_at_dag_parse(
             results_output_type=output_type,
             results_max_invalid_ratio=ratio,
         )
+
+
+def test_the_fake_serves_given_contents_and_refuses_others(fake: FakeBatchesServer) -> None:
+    from airflow_provider_batches.testing import FakeAdminClient
+
+    blocks = [[tool_call({"title": "a", "stars": 1})], text("{}")]
+    batch = FakeAdminClient(fake.base_url).create_batch(
+        num_requests=3, ends_after=0.0, contents=blocks
+    )
+    served = {
+        json.loads(line)["custom_id"]: json.loads(line)["result"]["message"]["content"]
+        for line in served_lines(batch)
+    }
+    assert served == {"request-0": blocks[0], "request-1": blocks[1], "request-2": blocks[0]}
+    for bad in ("text", [], [{"type": "text", "text": "x"}], [["text"]]):
+        with pytest.raises(ValueError, match="contents must be"):
+            fake.create_batch(num_requests=1, contents=bad)
