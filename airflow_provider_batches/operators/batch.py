@@ -34,7 +34,7 @@ from airflow_provider_batches.request_set import (
     build_request_set,
     requests_from_prompts,
 )
-from airflow_provider_batches.results.structured import check_structured_options
+from airflow_provider_batches.utils.structured_options import check_structured_options
 from airflow_provider_batches.wait_options import (
     as_seconds,
     check_mapped_options,

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches.hooks.batch import MessageBatchHook
-from airflow_provider_batches.results.structured import check_structured_options
+from airflow_provider_batches.utils.structured_options import check_structured_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_batches.results.structured import OutputType
+    from airflow_provider_batches.utils.structured_options import OutputType
 
 
 class MessageBatchResultsOperator(BaseOperator):

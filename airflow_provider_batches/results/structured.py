@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_batches.exceptions import InvalidAnswersError, OutputTypeError
+from airflow_provider_batches.utils.structured_options import (
+    OutputType,
+    check_structured_options,
+    split_import_path,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_batches.results.models import BatchResult, Message
 
-#: What ``output_type`` accepts: a class, a JSON schema, or an import path to either.
-OutputType = type | Mapping[str, Any] | str
 #: Longest validation error kept in an ``invalid.jsonl`` row (the answer itself never is).
 MAX_ERROR_CHARS = 1000
 #: ``custom_id``s of invalid answers listed in the manifest (all are in ``invalid.jsonl``).
@@ -51,45 +54,6 @@ class _Invalid(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-def check_structured_options(
-    output_type: object, max_invalid_ratio: object, *, task: str = "write_results"
-) -> None:
-    """Cheap checks for DAG parse time: nothing is imported or resolved here."""
-    if output_type is not None and not isinstance(output_type, type | Mapping | str):
-        raise OutputTypeError(
-            f"{task}: output_type must be a pydantic model class, a JSON schema (dict) or an "
-            f"import path such as 'mypkg.models:Review'; got {type(output_type).__name__}."
-        )
-    if isinstance(output_type, str) and not _split_import_path(output_type):
-        raise OutputTypeError(
-            f"{task}: output_type {output_type[:200]!r} is not an import path: write "
-            "'package.module:Name' (or 'package.module.Name')."
-        )
-    if max_invalid_ratio is None:
-        return
-    if (
-        isinstance(max_invalid_ratio, bool)
-        or not isinstance(max_invalid_ratio, int | float)
-        or not 0 <= max_invalid_ratio <= 1
-    ):
-        raise ValueError(
-            f"{task}: max_invalid_ratio must be a number from 0 to 1 (0: any invalid answer "
-            f"fails the task), got {max_invalid_ratio!r}."
-        )
-    if output_type is None:
-        raise ValueError(f"{task}: max_invalid_ratio needs an output_type to validate against.")
-
-
-def _split_import_path(path: str) -> tuple[str, str] | None:
-    module, sep, name = path.strip().partition(":")
-    if not sep:
-        module, _, name = path.strip().rpartition(".")
-    parts = [*module.split("."), *name.split(".")]
-    if not module or not name or not all(part.isidentifier() for part in parts):
-        return None
-    return module, name
 
 
 @dataclass(frozen=True)
@@ -118,7 +82,7 @@ def resolve_output_type(output_type: OutputType) -> OutputValidator:
 
 
 def _import(path: str) -> Any:
-    split = _split_import_path(path)
+    split = split_import_path(path)
     assert split is not None  # checked by check_structured_options
     module_name, name = split
     try:

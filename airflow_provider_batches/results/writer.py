@@ -32,12 +32,11 @@ from airflow_provider_batches.results.manifest import (
 from airflow_provider_batches.results.reader import iter_result_lines, results_url_for
 from airflow_provider_batches.results.structured import (
     AnswerSorter,
-    OutputType,
     check_invalid_answers,
-    check_structured_options,
     resolve_output_type,
 )
 from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.utils.structured_options import OutputType, check_structured_options
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

@@ -63,3 +63,24 @@ def test_a_dag_with_a_class_output_type_serializes() -> None:
     stored = serializer.to_json(dag)
     assert "Answer" not in stored
     assert serializer.from_json(stored).get_task("submit").task_id == "submit"
+
+
+def test_the_output_type_checks_at_parse_load_no_validator() -> None:
+    """The operators check output_type at DAG parse without importing jsonschema or the results
+    package (tens of milliseconds): the type is resolved when the task runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, airflow.sdk\n"
+        "from airflow.sdk import BaseOperator\n"
+        "before = set(sys.modules)\n"
+        "import airflow_provider_batches.operators.batch\n"
+        "import airflow_provider_batches.operators.results\n"
+        "heavy = [m for m in ('jsonschema', 'airflow_provider_batches.results.writer',"
+        " 'airflow_provider_batches.results') if m in set(sys.modules) - before]\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -33,11 +33,11 @@ from airflow_provider_batches.results import parse_result_line
 from airflow_provider_batches.results.structured import (
     MAX_ERROR_CHARS,
     AnswerSorter,
-    check_structured_options,
     resolve_output_type,
 )
 from airflow_provider_batches.results.writer import write_results
 from airflow_provider_batches.testing import FakeBatchesServer
+from airflow_provider_batches.utils.structured_options import check_structured_options
 
 OUTPUT_TYPES = {
     "pydantic model": Review,
