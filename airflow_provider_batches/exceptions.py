@@ -15,6 +15,8 @@
     ├── SpendGuardError (AirflowFail...)   max_cost_usd stopped a batch before its create
     │   ├── SpendLimitExceededError        the batch's cost bound is over max_cost_usd
     │   └── UnpricedModelError             a model has no price, so no bound
+    ├── OutputTypeError (also ValueError)  an output_type that cannot validate (AirflowFail...)
+    ├── InvalidAnswersError           too many answers fail output_type (AirflowFail...)
     ├── APIError                      method, url, batch_id, status_code, error_type, request_id
     │   ├── APIConnectionError        network failure, no response
     │   │   └── APITimeoutError
@@ -118,6 +120,29 @@ class SpendLimitExceededError(SpendGuardError):
 
 class UnpricedModelError(SpendGuardError):
     """``max_cost_usd`` is set, but a model of the requests has no price: no bound exists."""
+
+
+class OutputTypeError(MessageBatchError, AirflowFailException, ValueError):
+    """An ``output_type`` that cannot validate answers: an import path that does not import, an
+    object that is neither a class pydantic can validate nor a JSON schema, an invalid schema."""
+
+
+class InvalidAnswersError(MessageBatchError, AirflowFailException):
+    """More succeeded answers failed their ``output_type`` than ``max_invalid_ratio`` allows.
+
+    Raised after every file and the manifest are written; ``manifest`` is that manifest.
+    """
+
+    def __init__(self, message: str, *, manifest: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.manifest = manifest
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_invalid_answers, (str(self), self.manifest))
+
+
+def _rebuild_invalid_answers(message: str, manifest: dict[str, Any]) -> InvalidAnswersError:
+    return InvalidAnswersError(message, manifest=manifest)
 
 
 class APIError(MessageBatchError):

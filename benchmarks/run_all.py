@@ -530,9 +530,12 @@ def write_report(report: dict[str, Any], path: Path) -> str:
     if path.exists():
         import submit_memory
         from results_stream import keep_section
+        from structured_results import keep_section as keep_structured_section
 
         old = path.read_text(encoding="utf-8")
-        text = submit_memory.keep_section(old, keep_section(old, text))
+        text = submit_memory.keep_section(
+            old, keep_structured_section(old, keep_section(old, text))
+        )
     path.write_text(text, encoding="utf-8")
     return text
 

@@ -962,6 +962,92 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_file_s_bound_comes_from_the_one_pass_not_the_requests_parsed_again",
         ),
     ),
+    Mutant(
+        "structured results: a fenced JSON block is not read as JSON",
+        "results/structured.py",
+        "    return rest\n",
+        "    return text\n",
+        (
+            "tests/unit/results/test_structured_results.py::test_every_kind_of_answer_is_sorted_as_expected",
+        ),
+    ),
+    Mutant(
+        "structured results: several tool calls pass as one answer",
+        "results/structured.py",
+        "    if len(tool_calls) > 1:\n",
+        "    if False:\n",
+        (
+            "tests/unit/results/test_structured_results.py::test_every_kind_of_answer_is_sorted_as_expected",
+        ),
+    ),
+    Mutant(
+        "structured results: NaN and Infinity pass as JSON",
+        "results/structured.py",
+        "_DECODER = json.JSONDecoder(parse_constant=_no_constant)",
+        "_DECODER = json.JSONDecoder()",
+        (
+            "tests/unit/results/test_structured_results.py::test_every_kind_of_answer_is_sorted_as_expected",
+        ),
+    ),
+    Mutant(
+        "structured results: a JSON schema error quotes a huge answer",
+        "results/structured.py",
+        "    if len(error.message) <= _SHORT_MESSAGE:\n",
+        "    if True:\n",
+        (
+            "tests/unit/results/test_structured_results.py::test_every_kind_of_answer_is_sorted_as_expected",
+        ),
+    ),
+    Mutant(
+        "structured results: invalid answers written to parsed.jsonl",
+        "results/writer.py",
+        "                files[sorted_answer[0]].add(sorted_answer[1])\n",
+        '                files["parsed"].add(sorted_answer[1])\n',
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_written_files_and_manifest_match_the_answers_served_by_the_fake",
+        ),
+    ),
+    Mutant(
+        "structured results: max_invalid_ratio never fails",
+        "results/structured.py",
+        "    if ratio <= max_invalid_ratio:\n",
+        "    if True:\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_max_invalid_ratio_fails_past_it_and_passes_at_it",
+        ),
+    ),
+    Mutant(
+        "structured results: max_invalid_ratio fails at the ratio itself",
+        "results/structured.py",
+        "    if ratio <= max_invalid_ratio:\n",
+        "    if ratio < max_invalid_ratio:\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_max_invalid_ratio_fails_past_it_and_passes_at_it",
+        ),
+    ),
+    Mutant(
+        "structured results: a rerun trusts a manifest of another output_type",
+        "results/manifest.py",
+        "        if problem is None and schema_sha256 is not None:\n",
+        "        if False:\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_a_rerun_with_another_output_type_validates_again",
+        ),
+    ),
+    Mutant(
+        "MessageBatchOperator ignores results_max_invalid_ratio",
+        "operators/batch.py",
+        "            check_invalid_answers(manifest, self.results_max_invalid_ratio)\n",
+        "            pass\n",
+        (
+            "tests/unit/operators/test_operator_structured.py::"
+            "test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed",
+        ),
+    ),
 )
 
 

@@ -29,6 +29,7 @@ from airflow_provider_batches.request_set import (
     requests_from_prompts,
 )
 from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
+from airflow_provider_batches.utils.structured_options import check_structured_options
 from airflow_provider_batches.utils.trigger_events import validate_event
 from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
@@ -110,6 +111,9 @@ class MessageBatchOperator(BaseOperator):
     :param prices: Prices overriding or extending the shipped table, for the bound and the
         manifest's cost: ``{model: {"input", "cache_write_5m", "cache_write_1h",
         "cache_read", "output"}}`` in USD per million tokens at standard prices.
+    :param results_output_type, results_max_invalid_ratio: ``output_type`` and
+        ``max_invalid_ratio`` of ``MessageBatchResultsOperator``, for the stored results
+        (``parsed.jsonl``, ``invalid.jsonl``); checked after the manifest is pushed.
     """
 
     template_fields: Sequence[str] = (
@@ -156,9 +160,12 @@ class MessageBatchOperator(BaseOperator):
         results_split_by_type: bool = False,
         max_cost_usd: float | None = None,
         prices: Mapping[str, Any] | None = None,
+        results_output_type: Any = None,
+        results_max_invalid_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_structured_options(results_output_type, results_max_invalid_ratio, task=self.task_id)
         if (requests is None) == (prompts is None):
             raise InvalidTaskOptionError(
                 f"{self.task_id}: pass either requests or prompts (exactly one)."
@@ -224,6 +231,8 @@ class MessageBatchOperator(BaseOperator):
 
             parse_price_rows(prices, f"{self.task_id}: prices")
         self.prices = prices
+        self.results_output_type = results_output_type
+        self.results_max_invalid_ratio = results_max_invalid_ratio
         self._waiting_for: str | None = None
 
     @classmethod
@@ -452,6 +461,7 @@ class MessageBatchOperator(BaseOperator):
         self._waiting_for = None
         if self.results_path:
             # Before the policy: the results of a batch that fails it are what one inspects.
+            from airflow_provider_batches.results.structured import check_invalid_answers
             from airflow_provider_batches.results.writer import write_results
 
             manifest = write_results(
@@ -461,8 +471,10 @@ class MessageBatchOperator(BaseOperator):
                 overwrite=self.results_overwrite,
                 split_by_type=self.results_split_by_type,
                 prices=self.prices,
+                output_type=self.results_output_type,
             )
             context["ti"].xcom_push(key="manifest", value=manifest)
+            check_invalid_answers(manifest, self.results_max_invalid_ratio)
         return finish_batch(self.policy, batch, context, self.log)
 
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:

@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.utils.structured_options import check_structured_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_batches.utils.structured_options import OutputType
 
 
 class MessageBatchResultsOperator(BaseOperator):
@@ -32,6 +35,13 @@ class MessageBatchResultsOperator(BaseOperator):
     :param max_line_bytes: Longest results line accepted (default 16 MiB).
     :param prices: Prices overriding or extending the shipped table for the manifest's cost
         (see docs/cost.md).
+    :param output_type: Validate each succeeded answer (its one tool call's input, or its text
+        as JSON) against a pydantic model class, a JSON schema (dict), or an import path to
+        either (``"mypkg.models:Review"``), resolved when the task runs: valid rows go to
+        ``parsed.jsonl``, invalid ones to ``invalid.jsonl``, counted in the manifest. Not
+        templated. See docs/results.md.
+    :param max_invalid_ratio: Fail the task (after writing everything) when more than this
+        share of the succeeded answers is invalid; ``None`` (default) only reports them.
     """
 
     template_fields: Sequence[str] = ("batch_id", "results_path", "conn_id")
@@ -48,9 +58,12 @@ class MessageBatchResultsOperator(BaseOperator):
         allowed_results_hosts: Collection[str] = (),
         max_line_bytes: int | None = None,
         prices: Mapping[str, Any] | None = None,
+        output_type: OutputType | None = None,
+        max_invalid_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_structured_options(output_type, max_invalid_ratio, task=self.task_id)
         self.batch_id = batch_id
         self.results_path = results_path
         self.conn_id = conn_id
@@ -59,6 +72,8 @@ class MessageBatchResultsOperator(BaseOperator):
         self.allowed_results_hosts = tuple(allowed_results_hosts)
         self.max_line_bytes = max_line_bytes
         self.prices = prices
+        self.output_type = output_type
+        self.max_invalid_ratio = max_invalid_ratio
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_batches.results.writer import write_results
@@ -72,4 +87,6 @@ class MessageBatchResultsOperator(BaseOperator):
             allowed_results_hosts=self.allowed_results_hosts,
             max_line_bytes=self.max_line_bytes,
             prices=self.prices,
+            output_type=self.output_type,
+            max_invalid_ratio=self.max_invalid_ratio,
         )

@@ -25,6 +25,8 @@ MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 RESULTS_NAME = "results.jsonl"
 TYPE_FILE_NAMES = {"succeeded": "succeeded.jsonl", "errored": "errored.jsonl"}
+#: Written with an ``output_type`` (see :mod:`~airflow_provider_batches.results.structured`).
+STRUCTURED_FILE_NAMES = {"parsed": "parsed.jsonl", "invalid": "invalid.jsonl"}
 MAX_ERRORED_IDS = 100
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _READ_BLOCK = 1024 * 1024
@@ -101,8 +103,11 @@ def sha256_of(path: Any) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def verified_manifest(prefix: Any, batch_id: str, split_by_type: bool) -> dict[str, Any] | None:
-    """The prefix's manifest if it describes ``batch_id`` and every file it lists is intact."""
+def verified_manifest(
+    prefix: Any, batch_id: str, split_by_type: bool, schema_sha256: str | None = None
+) -> dict[str, Any] | None:
+    """The prefix's manifest if it describes ``batch_id`` and every file it lists is intact;
+    with ``schema_sha256``, only one whose answers were validated against that output type."""
     manifest_path = prefix / MANIFEST_NAME
     if not manifest_path.exists():
         return None
@@ -111,6 +116,8 @@ def verified_manifest(prefix: Any, batch_id: str, split_by_type: bool) -> dict[s
             raise ValueError("too large")
         manifest = json.loads(manifest_path.read_bytes())
         problem = _manifest_problem(prefix, manifest, batch_id, split_by_type)
+        if problem is None and schema_sha256 is not None:
+            problem = _structured_problem(manifest, schema_sha256)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         problem = f"unreadable ({type(exc).__name__})"
     if problem:
@@ -126,7 +133,7 @@ def _manifest_problem(prefix: Any, manifest: Any, batch_id: str, split_by_type: 
         return f"it describes batch {str(manifest.get('batch_id'))[:100]!r}"
     files = manifest["files"]
     wanted = ["results", *(TYPE_FILE_NAMES if split_by_type else ())]
-    names = {"results": RESULTS_NAME, **TYPE_FILE_NAMES}
+    names = {"results": RESULTS_NAME, **TYPE_FILE_NAMES, **STRUCTURED_FILE_NAMES}
     for key in wanted:
         if key not in files:
             return f"it has no {names[key]}"
@@ -138,4 +145,13 @@ def _manifest_problem(prefix: Any, manifest: Any, batch_id: str, split_by_type: 
         size, digest = sha256_of(prefix / names[key])
         if size != entry["bytes"] or digest != entry["sha256"]:
             return f"{names[key]} does not match its size or SHA-256"
+    return None
+
+
+def _structured_problem(manifest: dict[str, Any], schema_sha256: str) -> str | None:
+    structured = manifest.get("structured")
+    if not isinstance(structured, dict) or structured.get("schema_sha256") != schema_sha256:
+        return "its answers were not validated against this output_type"
+    if any(key not in manifest["files"] for key in STRUCTURED_FILE_NAMES):
+        return "it has no parsed.jsonl or invalid.jsonl"
     return None

@@ -2,7 +2,9 @@
 
 ``results.jsonl`` holds the first line served for each ``custom_id``, byte for byte, in the
 order read (blank and repeated lines are dropped and counted in the manifest); ``succeeded.jsonl``
-and ``errored.jsonl`` are optional; ``manifest.json`` is written last as the commit marker.
+and ``errored.jsonl`` are optional, as are ``parsed.jsonl`` and ``invalid.jsonl`` (answers
+checked against an ``output_type``, see :mod:`~airflow_provider_batches.results.structured`);
+``manifest.json`` is written last as the commit marker.
 Object stores have no atomic rename, so a prefix without a trustworthy manifest is cleared
 (manifest first) and rewritten.
 """
@@ -24,12 +26,19 @@ from airflow_provider_batches.results.lines import ReadCounts, line_bound
 from airflow_provider_batches.results.manifest import (
     MANIFEST_NAME,
     RESULTS_NAME,
+    STRUCTURED_FILE_NAMES,
     TYPE_FILE_NAMES,
     ManifestBuilder,
     file_entry,
     verified_manifest,
 )
 from airflow_provider_batches.results.reader import iter_result_lines, results_url_for
+from airflow_provider_batches.results.structured import (
+    AnswerSorter,
+    check_invalid_answers,
+    resolve_output_type,
+)
+from airflow_provider_batches.utils.structured_options import OutputType, check_structured_options
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -123,6 +132,8 @@ def write_results(
     allowed_results_hosts: Collection[str] = (),
     max_line_bytes: int | None = None,
     prices: Mapping[str, Any] | None = None,
+    output_type: OutputType | None = None,
+    max_invalid_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Store the results of an ended batch under ``results_path/<batch id>/``; returns the
     manifest (JSON-safe, fit for XCom).
@@ -133,16 +144,23 @@ def write_results(
 
     A complete manifest already there for the batch, whose files match it, is returned without
     downloading anything unless ``overwrite``; anything else under the prefix is replaced.
+    With ``output_type``, each succeeded answer is validated into ``parsed.jsonl`` or
+    ``invalid.jsonl`` (counted in the manifest's ``structured``); past ``max_invalid_ratio``
+    invalid answers, :class:`InvalidAnswersError` once everything is written.
     """
     batch_id = validate_batch_id(batch.id if isinstance(batch, MessageBatch) else batch)
     bound = line_bound(max_line_bytes)
     price_overrides = parse_price_rows(prices, "prices")
+    check_structured_options(output_type, max_invalid_ratio)
+    validator = None if output_type is None else resolve_output_type(output_type)
     prefix = _as_path(results_path) / batch_id
     if not overwrite:
-        existing = verified_manifest(prefix, batch_id, split_by_type)
+        schema_sha256 = None if validator is None else validator.schema_sha256
+        existing = verified_manifest(prefix, batch_id, split_by_type, schema_sha256)
         if existing is not None:
             log.info("Results of batch %s are complete in %s; not downloading.", batch_id, prefix)
             log.info("%s", summary_line(existing))
+            check_invalid_answers(existing, max_invalid_ratio)
             return existing
     ended = batch if isinstance(batch, MessageBatch) else hook.retrieve_batch(batch)
     settings = hook.settings
@@ -152,6 +170,9 @@ def write_results(
     files = {"results": _HashingFile(prefix / RESULTS_NAME)}
     if split_by_type:
         files.update({kind: _HashingFile(prefix / name) for kind, name in TYPE_FILE_NAMES.items()})
+    sorter = None if validator is None else AnswerSorter(validator)
+    if sorter is not None:
+        files.update({key: _HashingFile(prefix / n) for key, n in STRUCTURED_FILE_NAMES.items()})
     builder = ManifestBuilder()
     counts = ReadCounts()
     try:
@@ -166,6 +187,9 @@ def write_results(
             kind_file = files.get(line.result.type) if split_by_type else None
             if kind_file is not None:
                 kind_file.add(line.raw)
+            sorted_answer = None if sorter is None else sorter.sort(line.result)
+            if sorted_answer is not None:
+                files[sorted_answer[0]].add(sorted_answer[1])
             builder.add(line.result)
     except BaseException:
         for stored in files.values():
@@ -176,6 +200,8 @@ def write_results(
     manifest["cost"] = cost_section(
         builder.model_usage, price_table(settings.prices, price_overrides)
     )
+    if sorter is not None:
+        manifest["structured"] = sorter.summary()
     (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
     counts = manifest["line_counts"]
     log.info(
@@ -187,12 +213,27 @@ def write_results(
         entries["results"]["sha256"],
     )
     log.info("%s", summary_line(manifest))
+    if sorter is not None:
+        log.info(
+            "Answers of batch %s against %s: %d parsed, %d invalid %s.",
+            batch_id,
+            sorter.validator.name,
+            sorter.parsed,
+            sorter.invalid,
+            dict(sorted(sorter.reasons.items())),
+        )
+        check_invalid_answers(manifest, max_invalid_ratio)
     return manifest
 
 
 def _clear(prefix: ObjectStoragePath) -> None:
     """Remove what an earlier run left, the manifest first so it never vouches for new files."""
-    for name in (MANIFEST_NAME, RESULTS_NAME, *TYPE_FILE_NAMES.values()):
+    for name in (
+        MANIFEST_NAME,
+        RESULTS_NAME,
+        *TYPE_FILE_NAMES.values(),
+        *STRUCTURED_FILE_NAMES.values(),
+    ):
         path = prefix / name
         if path.exists():
             log.info("Replacing %s left by an earlier run.", path)

@@ -28,6 +28,7 @@ CREATE_FIELDS = frozenset(
         "response_chars",
         "error_types",
         "results_base_url",
+        "contents",
     }
 )
 BULK_FIELDS = frozenset({"count", "ends_after_min", "ends_after_max", "num_requests"})

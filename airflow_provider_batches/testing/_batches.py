@@ -60,6 +60,7 @@ class BatchRecord:
     response_chars: int | None = None
     error_types: Sequence[str] | None = None
     results_base_url: str | None = None
+    contents: list[list[dict[str, Any]]] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class BatchRecord:
             models=self.models,
             response_chars=self.response_chars,
             error_types=self.error_types or DEFAULT_ERROR_TYPES,
+            contents=self.contents,
         )
 
     def result_kinds(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from ._results import MAX_RESPONSE_CHARS
 
@@ -38,6 +39,7 @@ def _check_results_options(
     response_chars: int | None,
     error_types: Sequence[str] | None,
     results_base_url: str | None,
+    contents: Sequence[Sequence[dict[str, Any]]] | None = None,
 ) -> None:
     if response_chars is not None and (
         isinstance(response_chars, bool)
@@ -58,3 +60,15 @@ def _check_results_options(
         not isinstance(results_base_url, str) or "://" not in results_base_url
     ):
         raise ValueError(f"results_base_url must be an http(s) URL, got {results_base_url!r}")
+    if contents is not None and (
+        isinstance(contents, (str, dict))
+        or not contents
+        or not all(
+            isinstance(blocks, (list, tuple)) and all(isinstance(b, dict) for b in blocks)
+            for blocks in contents
+        )
+    ):
+        raise ValueError(
+            "contents must be a non-empty list of content-block lists (each block a JSON "
+            f"object such as {{'type': 'text', 'text': '...'}}), got {str(contents)[:200]}"
+        )

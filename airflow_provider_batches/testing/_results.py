@@ -33,7 +33,8 @@ class ResultsSpec:
 
     ``kinds``: the result type of each request, in request order. ``response_chars``: length of
     each succeeded message's text (None = a short sentence). ``error_types``: the ``error.type``
-    values errored requests cycle through.
+    values errored requests cycle through. ``contents``: the succeeded messages' content blocks,
+    cycled by request index, instead of the generated text.
     """
 
     batch_id: str
@@ -42,6 +43,7 @@ class ResultsSpec:
     models: Sequence[str] | None = None
     response_chars: int | None = None
     error_types: Sequence[str] = DEFAULT_ERROR_TYPES
+    contents: Sequence[Sequence[dict[str, Any]]] | None = None
 
     def custom_id(self, index: int) -> str:
         return self.custom_ids[index] if self.custom_ids is not None else f"request-{index}"
@@ -101,6 +103,10 @@ class ResultsSpec:
             start = (index * 7919) % 1000
             padding = _FILLER[start : start + max(0, self.response_chars - len(text) - 1)]
             text = f"{text} {padding}" if padding else text
+        content: list[Any] = [{"type": "text", "text": text}]
+        if self.contents:
+            content = list(self.contents[index % len(self.contents)])
+            text = json.dumps(content)
         model = self.models[index] if self.models is not None else DEFAULT_MODEL
         cache_read = (index % 3 == 0) * (1024 + index % 500)
         cache_5m = (index % 5 == 1) * (512 + index % 100)
@@ -110,7 +116,7 @@ class ResultsSpec:
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
+            "content": content,
             "stop_reason": "max_tokens" if index % 11 == 10 else "end_turn",
             "stop_sequence": None,
             "usage": {

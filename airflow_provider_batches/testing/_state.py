@@ -77,6 +77,7 @@ class FakeState:
         response_chars: int | None = None,
         error_types: Sequence[str] | None = None,
         results_base_url: str | None = None,
+        contents: Sequence[Sequence[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
         """Add a batch (see ``FakeBatchesServer.create_batch``); returns its JSON."""
         checked = normalize_outcomes(num_requests, outcomes)
@@ -91,7 +92,7 @@ class FakeState:
                 raise ValueError(f"{name} must have num_requests ({num_requests}) entries")
         if batch_id is not None:
             validate_batch_id(batch_id)
-        _check_results_options(response_chars, error_types, results_base_url)
+        _check_results_options(response_chars, error_types, results_base_url, contents)
         with self._lock:
             now = self._clock()
             if batch_id is None:
@@ -112,6 +113,7 @@ class FakeState:
                 response_chars=response_chars,
                 error_types=None if error_types is None else tuple(error_types),
                 results_base_url=None if results_base_url is None else results_base_url.rstrip("/"),
+                contents=None if contents is None else [list(blocks) for blocks in contents],
             )
             record.advance(now)
             self._batches[batch_id] = record

@@ -73,6 +73,7 @@ class FakeAdminClient:
         response_chars: int | None = None,
         error_types: Sequence[str] | None = None,
         results_base_url: str | None = None,
+        contents: Sequence[Sequence[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
         """See :meth:`FakeBatchesServer.create_batch`."""
         payload: dict[str, Any] = {
@@ -92,6 +93,8 @@ class FakeAdminClient:
             payload["error_types"] = list(error_types)
         if results_base_url is not None:
             payload["results_base_url"] = results_base_url
+        if contents is not None:
+            payload["contents"] = [list(blocks) for blocks in contents]
         result: dict[str, Any] = self._call("POST", "batches", payload)
         return result
 

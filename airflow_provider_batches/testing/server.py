@@ -151,6 +151,7 @@ class FakeBatchesServer:
         response_chars: int | None = None,
         error_types: Sequence[str] | None = None,
         results_base_url: str | None = None,
+        contents: Sequence[Sequence[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
         """Add a batch and return its JSON exactly as a GET would now.
 
@@ -165,6 +166,9 @@ class FakeBatchesServer:
         (generated lazily while served: 100,000 results of 2,600 chars are about 300 MB).
         ``error_types``: ``error.type`` values the errored results cycle through.
         ``results_base_url``: serve ``results_url`` on this base URL instead of the fake's own.
+        ``contents``: the ``content`` blocks of the succeeded messages (text, ``tool_use``...),
+        cycled over the requests by index (request ``i`` gets ``contents[i % len(contents)]``);
+        instead of the generated text.
         """
         return self._state.create_batch(
             num_requests=num_requests,
@@ -179,6 +183,7 @@ class FakeBatchesServer:
             response_chars=response_chars,
             error_types=error_types,
             results_base_url=results_base_url,
+            contents=contents,
         )
 
     def create_batches_bulk(

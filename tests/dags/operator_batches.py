@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
+from pydantic import BaseModel
 
 from airflow_provider_batches.operators.batch import MessageBatchOperator
 
@@ -69,6 +70,24 @@ with DAG("operator_prompts", schedule=None, catchup=False, tags=["test"]) as pro
         system="Be brief.",
         deferrable=False,
         poll_interval=0.2,
+    )
+
+
+class Answer(BaseModel):
+    text: str
+
+
+# The fake answers in prose, so every answer is invalid against a JSON output type.
+with DAG("operator_results_structured", schedule=None, catchup=False, tags=["test"]):
+    MessageBatchOperator(
+        task_id="submit",
+        requests="{{ dag_run.conf['path'] }}",
+        results_path="{{ dag_run.conf['results_path'] }}",
+        results_output_type=Answer,
+        results_max_invalid_ratio=0.5,
+        deferrable=True,
+        poll_interval=0.2,
+        retries=0,
     )
 
 with DAG("operator_results", schedule=None, catchup=False, tags=["test"]) as results_dag:

@@ -1,10 +1,13 @@
-"""DAGs for the results operator tests: write a batch's results, then read the manifest."""
+"""DAGs for the results operator tests: write a batch's results, then read the manifest; and
+validate the answers against a pydantic model defined here (resolved when the task runs)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from airflow.sdk import DAG, task
+from pydantic import BaseModel
 
 from airflow_provider_batches.operators.results import MessageBatchResultsOperator
 
@@ -26,3 +29,28 @@ with DAG(dag_id="results_to_storage", schedule=None, catchup=False):
         }
 
     summarize(write.output)
+
+
+class Verdict(BaseModel):
+    label: str
+    score: float
+
+
+with DAG(dag_id="results_structured", schedule=None, catchup=False):
+    validate = MessageBatchResultsOperator(
+        task_id="write_results",
+        batch_id="{{ dag_run.conf['batch_id'] }}",
+        results_path="{{ dag_run.conf['results_path'] }}",
+        output_type=Verdict,
+        max_invalid_ratio=0.5,
+        retries=0,
+    )
+
+    @task
+    def first_label(manifest: dict[str, Any]) -> str:
+        from airflow.sdk import ObjectStoragePath
+
+        with ObjectStoragePath(manifest["files"]["parsed"]["path"]).open("rb") as rows:
+            return str(json.loads(next(iter(rows)))["output"]["label"])
+
+    first_label(validate.output)

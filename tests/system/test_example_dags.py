@@ -31,6 +31,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_from_upstream",
         "example_batch_events",
         "example_batch_results",
+        "example_batch_structured",
     }
 
 
@@ -84,3 +85,11 @@ def test_importing_the_sensor_leaves_trigger_machinery_unloaded() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_structured_example_validates_against_its_model(bag: object) -> None:
+    dag = bag.dags["example_batch_structured"]  # type: ignore[attr-defined]
+    submit = dag.get_task("submit_and_validate")
+    assert submit.results_output_type.__name__ == "TicketTriage"
+    assert submit.results_max_invalid_ratio == 0.05
+    assert dag.get_task("load_rows").upstream_task_ids == {"submit_and_validate"}

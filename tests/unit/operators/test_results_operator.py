@@ -142,3 +142,55 @@ def test_provider_info_lists_the_operator_and_the_results_hosts_extra() -> None:
     assert results_module.MessageBatchResultsOperator
     (conn,) = info["connection-types"]
     assert conn["conn-fields"]["results_hosts"]["schema"]["type"] == ["array", "null"]
+
+
+def _run_structured(conf: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_provider_batches._compat import dag_bag_class
+
+    bag = dag_bag_class()(dag_folder=str(DAGS_DIR / "results_operator.py"))
+    assert not bag.import_errors, bag.import_errors
+    run = bag.dags["results_structured"].test(run_conf=conf)
+    with create_session() as session:
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == "results_structured", XComModel.run_id == run.run_id
+            )
+        )
+        xcoms = {(row.task_id, row.key): row.value for row in rows}
+    return states, xcoms
+
+
+@pytest.mark.parametrize(("valid", "invalid", "state"), [(3, 1, "success"), (1, 3, "failed")])
+def test_output_type_from_the_dag_file_validates_and_max_invalid_ratio_decides(
+    airflow_db: object,
+    fake: FakeBatchesServer,
+    fake_conn: str,
+    tmp_path: Path,
+    valid: int,
+    invalid: int,
+    state: str,
+) -> None:
+    good = [{"type": "text", "text": '{"label": "spam", "score": 0.9}'}]
+    bad = [{"type": "text", "text": "I think it is spam."}]
+    batch = fake.create_batch(
+        num_requests=valid + invalid,
+        ends_after=0.0,
+        contents=[good] * valid + [bad] * invalid,
+    )
+    states, xcoms = _run_structured({"batch_id": batch["id"], "results_path": f"file://{tmp_path}"})
+    assert states["write_results"] == state
+    manifest = json.loads((tmp_path / batch["id"] / "manifest.json").read_bytes())
+    assert (manifest["structured"]["parsed"], manifest["structured"]["invalid"]) == (
+        valid,
+        invalid,
+    )
+    if state == "success":
+        assert xcoms[("write_results", "return_value")] == manifest
+        assert xcoms[("first_label", "return_value")] == "spam"
+    else:
+        assert states["first_label"] == "upstream_failed"

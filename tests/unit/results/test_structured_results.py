@@ -1,0 +1,288 @@
+"""Structured results: each succeeded answer (text JSON, a fenced JSON block, one tool call's
+input) validated against a pydantic model, the equivalent JSON schema, or an import path to
+one; valid rows in parsed.jsonl, invalid ones with a bounded error in invalid.jsonl, both
+counted in the manifest; max_invalid_ratio failing or passing; bad output types refused before
+any request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from structured_cases import (
+    REVIEW_SCHEMA,
+    SENTINEL,
+    Case,
+    NotAModel,
+    Review,
+    cases,
+    text,
+    tool_call,
+)
+from writer_cases import results_requests, served_lines
+
+from airflow_provider_batches.exceptions import InvalidAnswersError, OutputTypeError
+from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.results import parse_result_line
+from airflow_provider_batches.results.structured import (
+    MAX_ERROR_CHARS,
+    AnswerSorter,
+    resolve_output_type,
+)
+from airflow_provider_batches.results.writer import write_results
+from airflow_provider_batches.testing import FakeBatchesServer
+from airflow_provider_batches.utils.structured_options import check_structured_options
+
+OUTPUT_TYPES = {
+    "pydantic model": Review,
+    "JSON schema": REVIEW_SCHEMA,
+    "import path": "structured_cases:Review",
+    "import path to a schema": "structured_cases.REVIEW_SCHEMA",
+}
+#: What an invalid row may hold besides its error: custom_id, reason, source, stop_reason.
+ROW_OVERHEAD = 300
+
+
+def _succeeded(custom_id: str, content: list[dict[str, Any]], stop: str = "end_turn") -> Any:
+    message = {
+        "id": "msg_1",
+        "model": "claude-test",
+        "content": content,
+        "stop_reason": stop,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    line = {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
+    return parse_result_line(json.dumps(line).encode())
+
+
+def _check_row(case: Case, custom_id: str, kind: str, raw: bytes, pydantic: bool) -> None:
+    row = json.loads(raw)
+    assert row["custom_id"] == custom_id
+    assert (kind, case.kind) == (case.kind, kind), (case, row)
+    if kind == "parsed":
+        assert row == {"custom_id": custom_id, "output": case.expected_output(pydantic)}
+    else:
+        assert row["reason"] == case.value, row
+        assert len(row["error"]) <= MAX_ERROR_CHARS
+        assert len(raw) <= MAX_ERROR_CHARS * 3 + ROW_OVERHEAD  # JSON escaping at most
+        assert SENTINEL not in raw.decode(), "the answer is never copied into its row"
+
+
+@pytest.mark.parametrize("name", OUTPUT_TYPES)
+@settings(max_examples=120, deadline=None)
+@given(case=cases)
+def test_every_kind_of_answer_is_sorted_as_expected(name: str, case: Case) -> None:
+    sorter = AnswerSorter(resolve_output_type(OUTPUT_TYPES[name]))
+    kind, raw = sorter.sort(_succeeded("req-1", case.content)) or ("none", b"")
+    _check_row(case, "req-1", kind, raw, pydantic="schema" not in name.lower())
+    assert (sorter.parsed, sorter.invalid) == ((1, 0) if kind == "parsed" else (0, 1))
+
+
+def test_results_other_than_succeeded_are_not_answers() -> None:
+    sorter = AnswerSorter(resolve_output_type(Review))
+    for kind in ("canceled", "expired"):
+        line = json.dumps({"custom_id": "x", "result": {"type": kind}}).encode()
+        assert sorter.sort(parse_result_line(line)) is None
+    assert sorter.summary()["parsed"] == sorter.summary()["invalid"] == 0
+
+
+def test_a_cut_short_answer_says_so() -> None:
+    sorter = AnswerSorter(resolve_output_type(Review))
+    sorted_answer = sorter.sort(_succeeded("x", text('{"title": "a", "st'), stop="max_tokens"))
+    assert sorted_answer is not None
+    row = json.loads(sorted_answer[1])
+    assert row["stop_reason"] == "max_tokens"
+    assert "cut short" in row["error"]
+
+
+def _write_case_batch(
+    fake: FakeBatchesServer, hook: MessageBatchHook, answers: list[Case], output_type: Any
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    from airflow.sdk import ObjectStoragePath
+
+    batch = fake.create_batch(
+        num_requests=len(answers) + 2,
+        ends_after=0.0,
+        outcomes={"succeeded": len(answers), "errored": 1, "expired": 1},
+        contents=[case.content for case in answers],
+    )
+    base = ObjectStoragePath(f"file://{tempfile.mkdtemp(prefix='structured-')}")
+    manifest = write_results(hook, batch["id"], base, output_type=output_type)
+    return batch, manifest, base / batch["id"]
+
+
+@pytest.mark.parametrize("name", ["pydantic model", "JSON schema"])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(answers=st.lists(cases, min_size=1, max_size=8))
+def test_written_files_and_manifest_match_the_answers_served_by_the_fake(
+    fake: FakeBatchesServer, fake_conn: str, name: str, answers: list[Case]
+) -> None:
+    """Over real HTTP: every succeeded line lands in exactly one of the two files, as its case
+    says; the manifest's counts and file entries are those of the files written."""
+    _, manifest, prefix = _write_case_batch(
+        fake, MessageBatchHook(fake_conn), answers, OUTPUT_TYPES[name]
+    )
+    seen: dict[str, str] = {}
+    for kind in ("parsed", "invalid"):
+        data = (prefix / f"{kind}.jsonl").read_bytes()
+        entry = manifest["files"][kind]
+        assert (entry["bytes"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+        assert entry["lines"] == len(data.splitlines()) == manifest["structured"][kind]
+        for raw in data.splitlines():
+            custom_id = json.loads(raw)["custom_id"]
+            index = int(custom_id.removeprefix("request-"))
+            _check_row(answers[index], custom_id, kind, raw, pydantic=name == "pydantic model")
+            seen[custom_id] = kind
+    assert sorted(seen) == sorted(f"request-{i}" for i in range(len(answers)))
+    structured = manifest["structured"]
+    invalid = [case for case in answers if case.kind == "invalid"]
+    # invalid.jsonl was read in the order written: the order served.
+    assert structured["invalid_custom_ids"] == [c for c, k in seen.items() if k == "invalid"]
+    assert structured["invalid_ratio"] == len(invalid) / len(answers)
+    assert sum(structured["invalid_by_reason"].values()) == len(invalid)
+    assert json.loads((prefix / "manifest.json").read_bytes()) == manifest
+
+
+def _mixed(valid: int, invalid: int) -> list[Case]:
+    good = Case(text('{"title": "ok", "stars": 4}'), "parsed", {"title": "ok", "stars": 4})
+    bad = Case([tool_call({"title": "bad", "stars": 0})], "invalid", "validation")
+    return [good] * valid + [bad] * invalid
+
+
+def test_max_invalid_ratio_fails_past_it_and_passes_at_it(
+    fake: FakeBatchesServer, fake_conn: str, tmp_path: Path
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    hook = MessageBatchHook(fake_conn)
+    batch = fake.create_batch(
+        num_requests=4, ends_after=0.0, contents=[c.content for c in _mixed(3, 1)]
+    )
+    base = ObjectStoragePath(f"file://{tmp_path}")
+    with pytest.raises(InvalidAnswersError, match=r"1 of 4 succeeded answers") as failed:
+        write_results(hook, batch["id"], base, output_type=Review, max_invalid_ratio=0.24)
+    assert "1 validation" in str(failed.value)
+    assert failed.value.manifest["structured"]["invalid"] == 1
+    on_disk = json.loads((tmp_path / batch["id"] / "manifest.json").read_bytes())
+    assert on_disk == failed.value.manifest, "everything is written before the task fails"
+    reads = results_requests(fake, batch["id"])
+    with pytest.raises(InvalidAnswersError):  # a rerun trusting the manifest decides the same
+        write_results(hook, batch["id"], base, output_type=Review, max_invalid_ratio=0.0)
+    manifest = write_results(hook, batch["id"], base, output_type=Review, max_invalid_ratio=0.25)
+    assert manifest == on_disk
+    assert write_results(hook, batch["id"], base, output_type=Review) == on_disk  # None: report
+    assert results_requests(fake, batch["id"]) == reads
+
+
+def test_a_rerun_with_another_output_type_validates_again(
+    fake: FakeBatchesServer, fake_conn: str, tmp_path: Path
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    hook = MessageBatchHook(fake_conn)
+    batch = fake.create_batch(
+        num_requests=3, ends_after=0.0, contents=[c.content for c in _mixed(2, 1)]
+    )
+    base = ObjectStoragePath(f"file://{tmp_path}")
+    plain = write_results(hook, batch["id"], base)
+    assert "structured" not in plain
+    assert "parsed" not in plain["files"]
+    first = write_results(hook, batch["id"], base, output_type=Review)
+    assert results_requests(fake, batch["id"]) == 2
+    assert write_results(hook, batch["id"], base, output_type="structured_cases:Review") == first
+    assert results_requests(fake, batch["id"]) == 2  # the same type by import path: trusted
+    lenient = {**REVIEW_SCHEMA, "properties": {"stars": {"type": "integer"}}}
+    again = write_results(hook, batch["id"], base, output_type=lenient)
+    assert results_requests(fake, batch["id"]) == 3
+    assert (again["structured"]["parsed"], again["structured"]["invalid"]) == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("output_type", "message"),
+    [
+        ("no_such_module_here:Review", "does not import"),
+        ("structured_cases:NoSuchName", "does not import"),
+        ("structured_cases:SENTINEL", "names a str"),
+        ({"type": 12}, "not a valid JSON schema"),
+        (NotAModel, "not a class pydantic can validate"),
+    ],
+)
+def test_an_output_type_that_cannot_validate_fails_before_any_request(
+    fake: FakeBatchesServer, fake_conn: str, tmp_path: Path, output_type: Any, message: str
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    batch = fake.create_batch(num_requests=2, ends_after=0.0)
+    requests_before = len(fake.requests)
+    with pytest.raises(OutputTypeError, match=message):
+        write_results(
+            MessageBatchHook(fake_conn),
+            batch["id"],
+            ObjectStoragePath(f"file://{tmp_path}"),
+            output_type=output_type,
+        )
+    assert len(fake.requests) == requests_before
+    assert not (tmp_path / batch["id"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("output_type", "ratio", "error", "message"),
+    [
+        (42, None, OutputTypeError, "must be a pydantic model class"),
+        ("not a path", None, OutputTypeError, "is not an import path"),
+        (Review, 1.5, ValueError, "from 0 to 1"),
+        (Review, True, ValueError, "from 0 to 1"),
+        (None, 0.1, ValueError, "needs an output_type"),
+    ],
+)
+def test_bad_options_are_refused_at_dag_parse(
+    output_type: Any, ratio: Any, error: type[Exception], message: str
+) -> None:
+    from airflow_provider_batches.operators.batch import MessageBatchOperator
+    from airflow_provider_batches.operators.results import MessageBatchResultsOperator
+
+    with pytest.raises(error, match=message):
+        check_structured_options(output_type, ratio)
+    with pytest.raises(error, match=message):
+        MessageBatchResultsOperator(
+            task_id="t",
+            batch_id="msgbatch_1",
+            results_path="file:///tmp/x",
+            output_type=output_type,
+            max_invalid_ratio=ratio,
+        )
+    with pytest.raises(error, match=message):
+        MessageBatchOperator(
+            task_id="t",
+            prompts=["p"],
+            model="m",
+            max_tokens=5,
+            results_path="file:///tmp/x",
+            results_output_type=output_type,
+            results_max_invalid_ratio=ratio,
+        )
+
+
+def test_the_fake_serves_given_contents_and_refuses_others(fake: FakeBatchesServer) -> None:
+    from airflow_provider_batches.testing import FakeAdminClient
+
+    blocks = [[tool_call({"title": "a", "stars": 1})], text("{}")]
+    batch = FakeAdminClient(fake.base_url).create_batch(
+        num_requests=3, ends_after=0.0, contents=blocks
+    )
+    served = {
+        json.loads(line)["custom_id"]: json.loads(line)["result"]["message"]["content"]
+        for line in served_lines(batch)
+    }
+    assert served == {"request-0": blocks[0], "request-1": blocks[1], "request-2": blocks[0]}
+    for bad in ("text", [], [{"type": "text", "text": "x"}], [["text"]]):
+        with pytest.raises(ValueError, match="contents must be"):
+            fake.create_batch(num_requests=1, contents=bad)
