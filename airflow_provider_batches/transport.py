@@ -56,6 +56,7 @@ from airflow_provider_batches.retry import (
     leaves_outcome_open,
 )
 from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.timeouts import wait_within
 from airflow_provider_batches.transport_errors import (
     _MAX_MESSAGE_CHARS,
@@ -392,8 +393,14 @@ def _after_whole(
     reply: Reply,
     parse: Callable[[Reply, ApiRequest, str], T],
 ) -> T | _Retry:
-    budget.observe(settings, reply.status_code, reply.headers)
+    _observe(settings, reply.status_code, reply.headers)
     return attempts.after_response(reply, parse)
+
+
+def _observe(settings: ClientSettings, status_code: int, headers: Mapping[str, str]) -> None:
+    """After each response: the budget learns from it, and it is counted."""
+    budget.observe(settings, status_code, headers)
+    metrics.api_response(settings.conn_id, status_code)
 
 
 def _stream_attempt(
@@ -406,7 +413,7 @@ def _stream_attempt(
     """One streaming attempt: the items of the body, then a :class:`_Retry` unless complete."""
     response = client.send(_build(client, settings, attempts.request, timeout), stream=True)
     try:
-        budget.observe(settings, response.status_code, response.headers)
+        _observe(settings, response.status_code, response.headers)
         if not response.is_success:
             ends = time.monotonic() + timeout
             reply = read_reply(response, settings.max_response_bytes, ends)
@@ -437,7 +444,7 @@ async def _astream_attempt(
     request = _build(client, settings, attempts.request, timeout)
     response = await client.send(request, stream=True)
     try:
-        budget.observe(settings, response.status_code, response.headers)
+        _observe(settings, response.status_code, response.headers)
         if not response.is_success:
             yield attempts.after_error_status(await _aread_within(response, settings, timeout))
             return

@@ -30,6 +30,7 @@ from airflow_provider_batches.clients import (
 from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
 from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.transport import (
     ApiRequest,
     ResponseLike,
@@ -156,14 +157,18 @@ class MessageBatchHook(BaseHook):
         """
         settings = self.settings
         request = _create_request(settings, requests)
-        return send(shared_sync_client(settings), settings, request, parse_batch)
+        batch = send(shared_sync_client(settings), settings, request, parse_batch)
+        metrics.batch_created(settings.conn_id, requests)
+        return batch
 
     async def acreate_batch(self, requests: Sequence[dict[str, Any]]) -> MessageBatch:
         """Async :meth:`create_batch`, with the same no-resend rule."""
         settings = await self.asettings()
         request = _create_request(settings, requests)
         pool = shared_async_pool(settings)
-        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+        batch = await asend(pool.client, pool.gate, settings, request, parse_batch)
+        metrics.batch_created(settings.conn_id, requests)
+        return batch
 
     def cancel_batch(self, batch_id: str) -> MessageBatch:
         """``POST /v1/messages/batches/{batch_id}/cancel``; the batch moves to ``canceling``."""

@@ -34,6 +34,8 @@ from airflow_provider_batches.request_set import (
     build_request_set,
     requests_from_prompts,
 )
+from airflow_provider_batches.telemetry import metrics
+from airflow_provider_batches.telemetry.lineage import BatchLineage
 from airflow_provider_batches.wait_options import (
     as_seconds,
     check_mapped_options,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
 
-class MessageBatchOperator(BaseOperator):
+class MessageBatchOperator(BatchLineage, BaseOperator):
     """Submits an Anthropic Message Batch, waits until it ends, and returns it.
 
     One task instance submits one batch per request set, across retries, worker crashes,
@@ -364,6 +366,9 @@ class MessageBatchOperator(BaseOperator):
                 split_by_type=self.results_split_by_type,
             )
             context["ti"].xcom_push(key="manifest", value=manifest)
+            self.record_lineage(manifest=manifest)
+        self.record_lineage(batch=batch.to_xcom())
+        metrics.batch_ended(self.conn_id, batch)
         return finish_batch(self.policy, batch, context, self.log)
 
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:

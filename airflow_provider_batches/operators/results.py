@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.telemetry.lineage import BatchLineage
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 
-class MessageBatchResultsOperator(BaseOperator):
+class MessageBatchResultsOperator(BatchLineage, BaseOperator):
     """Streams the results of an ended Message Batch to object storage.
 
     Writes ``<results_path>/<batch_id>/results.jsonl`` (the lines as the API served them),
@@ -59,7 +60,7 @@ class MessageBatchResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_batches.results.writer import write_results
 
-        return write_results(
+        manifest = write_results(
             MessageBatchHook(self.conn_id),
             self.batch_id,
             self.results_path,
@@ -68,3 +69,5 @@ class MessageBatchResultsOperator(BaseOperator):
             allowed_results_hosts=self.allowed_results_hosts,
             max_line_bytes=self.max_line_bytes,
         )
+        self.record_lineage(manifest=manifest)
+        return manifest

@@ -28,6 +28,7 @@ from airflow_provider_batches.results.manifest import (
 )
 from airflow_provider_batches.results.reader import iter_result_lines, results_url_for
 from airflow_provider_batches.settings import ClientSettings
+from airflow_provider_batches.telemetry import metrics
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -174,6 +175,7 @@ def write_results(
         entries["results"]["bytes"],
         entries["results"]["sha256"],
     )
+    metrics.results_written(settings.conn_id, manifest)
     return manifest
 
 

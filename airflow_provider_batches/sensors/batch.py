@@ -33,6 +33,7 @@ from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.outcome import cancel_quietly, finish_batch, gave_up_error
 from airflow_provider_batches.policy import FullyCanceledAction, OutcomePolicy
+from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.wait_options import (
     as_seconds,
     check_mapped_options,
@@ -249,4 +250,5 @@ class MessageBatchSensor(BaseSensorOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         """Apply the outcome policy to an ended batch; return its XCom form if it passes."""
+        metrics.batch_ended(self.conn_id, batch)
         return finish_batch(self.policy, batch, context, self.log)
