@@ -33,7 +33,9 @@ _LOCAL_SCHEMES = ("", "file", "local")
 def dataset_name(location: Any) -> tuple[str, str] | None:
     """OpenLineage ``(namespace, name)`` of a file or prefix, or ``None`` when ``location`` is
     no path (a list of requests, a JSON array string)."""
-    if isinstance(location, os.PathLike):
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath | os.PathLike):
         location = str(location)  # an ObjectStoragePath's str is its URL
     if not isinstance(location, str) or not location.strip():
         return None
@@ -54,7 +56,8 @@ def dataset_name(location: Any) -> tuple[str, str] | None:
 
 def models_of(manifest: Mapping[str, Any] | None, requests: Any, model: Any) -> list[str]:
     """The models a batch used, from what is at hand without reading anything: the
-    manifest's per-model entries, requests held in memory, the operator's ``model``."""
+    manifest's per-model cost entries (``cost.by_model``), requests held in memory, the
+    operator's ``model``."""
     found: set[str] = set()
     if isinstance(model, str) and model:
         found.add(model)
@@ -63,10 +66,10 @@ def models_of(manifest: Mapping[str, Any] | None, requests: Any, model: Any) -> 
             params = request.get("params") if isinstance(request, Mapping) else None
             if isinstance(params, Mapping) and isinstance(params.get("model"), str):
                 found.add(params["model"])
-    if isinstance(manifest, Mapping):
-        for source in (manifest.get("models"), _get(manifest, "cost", "models")):
-            if isinstance(source, Mapping):
-                found.update(str(name) for name in source)
+    by_model = _get(manifest, "cost", "by_model") if isinstance(manifest, Mapping) else None
+    if isinstance(by_model, Mapping):
+        # "(other models)" pools what is past the manifest's model cap: no model id.
+        found.update(str(name) for name in by_model if not str(name).startswith("("))
     return sorted(found)
 
 

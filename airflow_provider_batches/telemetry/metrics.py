@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
@@ -35,6 +36,9 @@ TOKEN_KINDS = {
     "cache_creation_input_tokens": "cache_write",
     "cache_read_input_tokens": "cache_read",
 }
+#: Longest tag value sent; characters other than these become ``_``.
+MAX_TAG_CHARS = 100
+_UNSAFE_TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @functools.cache
@@ -49,8 +53,13 @@ def _stats() -> Any:
 
 
 def _tags(conn_id: str | None, **more: str | None) -> dict[str, str]:
+    """Tag values as every backend can carry them: a model name comes from the server."""
     tags = {"conn_id": conn_id, **more}
-    return {key: str(value) for key, value in tags.items() if value}
+    return {
+        key: _UNSAFE_TAG_CHARS.sub("_", str(value))[:MAX_TAG_CHARS]
+        for key, value in tags.items()
+        if value
+    }
 
 
 def _send(method: str, name: str, value: float, tags: Mapping[str, str]) -> None:
@@ -125,18 +134,19 @@ def results_written(conn_id: str | None, manifest: Mapping[str, Any]) -> None:
 
 def manifest_cost(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The cost in USD a manifest records, per model (``""`` when only a total is known):
-    ``cost.models.<model>.total_usd`` where present, else ``cost.total_usd``. A model priced
+    ``cost.by_model.<model>.usd.total`` where present, else ``cost.total_usd``. A model priced
     ``null`` (not in the price table) is left out, never counted as zero."""
     cost = manifest.get("cost")
     if not isinstance(cost, Mapping):
         return {}
-    models = cost.get("models")
     per_model: dict[str, float] = {}
-    if isinstance(models, Mapping):
-        for model, entry in models.items():
-            usd = entry.get("total_usd") if isinstance(entry, Mapping) else None
-            if _is_number(usd):
-                per_model[str(model)] = float(usd)
+    by_model = cost.get("by_model")
+    if isinstance(by_model, Mapping):
+        for model, entry in by_model.items():
+            usd = entry.get("usd") if isinstance(entry, Mapping) else None
+            model_total = usd.get("total") if isinstance(usd, Mapping) else None
+            if _is_number(model_total):
+                per_model[str(model)] = float(model_total)
     if per_model:
         return per_model
     total = cost.get("total_usd")
