@@ -61,6 +61,9 @@ def ended_batch(**fields: Any) -> MessageBatch:
     )
 
 
+CANCELED_AT = "2026-01-01T00:30:00Z"
+
+
 def test_the_airflow_stats_in_use_is_the_sdk_one_on_newer_airflow() -> None:
     """From Airflow 3.2 on, ``Stats`` comes from ``airflow.sdk.observability.stats`` (its
     ``airflow.stats`` alias warns that it is deprecated); before, from ``airflow.stats``."""
@@ -77,11 +80,8 @@ def test_the_airflow_stats_in_use_is_the_sdk_one_on_newer_airflow() -> None:
         ({"counts": {"succeeded": 3}}, "completed"),
         ({"counts": {"succeeded": 1, "errored": 2}}, "completed"),
         ({"counts": {"succeeded": 1, "expired": 2}}, "expired"),
-        ({"counts": {"canceled": 3}, "cancel_initiated_at": "2026-01-01T00:30:00Z"}, "canceled"),
-        (
-            {"counts": {"canceled": 1, "expired": 1}, "cancel_initiated_at": "2026-01-01T00:30:00Z"},
-            "canceled",
-        ),
+        ({"counts": {"canceled": 3}, "cancel_initiated_at": CANCELED_AT}, "canceled"),
+        ({"counts": {"canceled": 1, "expired": 1}, "cancel_initiated_at": CANCELED_AT}, "canceled"),
     ],
 )
 def test_an_ended_batch_is_counted_by_how_it_ended(
