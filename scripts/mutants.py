@@ -759,6 +759,16 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "the first sends in an event loop are made on the loop",
+        "telemetry/metrics.py",
+        "            if self.warm or not _in_event_loop():\n",
+        "            if True:\n",
+        (
+            "tests/telemetry/test_metrics_unit.py::"
+            "test_first_sends_in_an_event_loop_are_made_off_the_loop_in_order",
+        ),
+    ),
+    Mutant(
         "the operator reports no results prefix to OpenLineage",
         "operators/batch.py",
         "            self.record_lineage(manifest=manifest)\n",

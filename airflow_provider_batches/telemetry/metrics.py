@@ -8,17 +8,22 @@ plain StatsD client drops tags (Airflow's ``statsd_influxdb_enabled`` appends th
 
 Emitting never fails or holds up the caller: an error of the metrics backend is logged at
 debug level and dropped. In the triggerer it costs no waiting either: StatsD and DogStatsD
-send one UDP datagram per metric (a ``sendto`` that returns without waiting for any reply;
-the host name is resolved once, when Airflow builds its client), and OpenTelemetry records in
-memory and exports from its own thread.
+send one UDP datagram per metric (a ``sendto`` that returns without waiting for any reply),
+and OpenTelemetry records in memory and exports from its own thread. Airflow builds its client
+on a process's first send (resolving the StatsD host, reading its metrics registry): sends
+from an event loop are made in a thread of their own until that is done (:class:`_FirstSends`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
 
 from airflow_provider_batches.models import MessageBatch
@@ -62,7 +67,71 @@ def _tags(conn_id: str | None, **more: str | None) -> dict[str, str]:
     }
 
 
+class _FirstSends:
+    """Sends made in an event loop before this process has sent any metric, made in one
+    thread instead: Airflow builds its metrics client on the first send (a DNS lookup of the
+    StatsD host, reading its metrics registry file), which must not hold up the loop. Sends
+    stay in order: once that thread has nothing left, later sends are made in place."""
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Start over; in a forked child too, where Airflow builds its client again and no
+        thread came along."""
+        self.lock = threading.Lock()
+        self.warm = False  # a send has completed and none is queued
+        self.queued = 0
+        self.executor: ThreadPoolExecutor | None = None
+
+    def send(self, *call: Any) -> None:
+        with self.lock:
+            if self.warm or not _in_event_loop():
+                in_place = True
+            else:
+                in_place = False
+                self.queued += 1
+                if self.executor is None:
+                    self.executor = ThreadPoolExecutor(1, thread_name_prefix="batches-metrics")
+                executor = self.executor
+        if in_place:
+            _send_now(*call)
+            with self.lock:
+                self.warm = self.queued == 0  # the client is built, and nothing waits
+        else:
+            try:
+                executor.submit(self._send_queued, *call)
+            except RuntimeError:  # the interpreter is shutting down: the metric is dropped
+                with self.lock:
+                    self.queued -= 1
+
+    def _send_queued(self, *call: Any) -> None:
+        _send_now(*call)
+        with self.lock:
+            self.queued -= 1
+            self.warm = self.queued == 0
+
+
+_first_sends = _FirstSends()
+os.register_at_fork(after_in_child=_first_sends.forget)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _send(method: str, name: str, value: float, tags: Mapping[str, str]) -> None:
+    if _first_sends.warm:
+        _send_now(method, name, value, tags)
+    else:
+        _first_sends.send(method, name, value, tags)
+
+
+def _send_now(method: str, name: str, value: float, tags: Mapping[str, str]) -> None:
     try:
         stats = _stats()
         if method == "gauge":

@@ -7,6 +7,9 @@ here ``Stats`` is replaced by a recorder to reach cases a run does not produce.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +23,9 @@ class Recorder:
 
     def __init__(self, error: Exception | None = None) -> None:
         self.calls: list[tuple[str, str, float, dict[str, str]]] = []
+        self.threads: list[threading.Thread] = []
         self.error = error
+        self.before_first_call: Callable[[], object] | None = None
 
     def incr(self, stat: str, count: float = 1, *, tags: dict[str, str]) -> None:
         self._record("incr", stat, count, tags)
@@ -31,7 +36,10 @@ class Recorder:
     def _record(self, method: str, stat: str, value: float, tags: dict[str, str]) -> None:
         if self.error is not None:
             raise self.error
+        if self.before_first_call is not None and not self.calls:
+            self.before_first_call()
         self.calls.append((method, stat, value, tags))
+        self.threads.append(threading.current_thread())
 
 
 @pytest.fixture
@@ -211,3 +219,41 @@ def test_a_failing_metrics_backend_never_reaches_the_caller(
     metrics.count("x", 1, conn_id="conn")
     metrics.gauge("y", 1, conn_id="conn")
     metrics.api_response("conn", 429)
+
+
+def test_first_sends_in_an_event_loop_are_made_off_the_loop_in_order(
+    stats: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until a process has sent a metric (Airflow then builds its client: a DNS lookup, a
+    registry file read), sends made in an event loop go to one thread of their own, in order,
+    however long the first takes; once it has nothing queued, sends are made in place."""
+    monkeypatch.setattr(metrics, "_first_sends", metrics._FirstSends())
+    client_built = threading.Event()
+    stats.before_first_call = lambda: client_built.wait(10)  # a slow first send
+
+    async def first_sends() -> threading.Thread:
+        metrics.count("first", 1, conn_id="c")
+        metrics.gauge("second", 2, conn_id="c")
+        metrics.count("third", 3, conn_id="c")
+        client_built.set()
+        for _ in range(1000):  # bounded: 10 s at most
+            if metrics._first_sends.warm:
+                break
+            await asyncio.sleep(0.01)
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(first_sends())
+    assert [name for _, name, _, _ in stats.calls] == [
+        "anthropic_batches.first",
+        "anthropic_batches.second",
+        "anthropic_batches.third",
+    ]
+    assert all(thread is not loop_thread for thread in stats.threads)
+
+    async def later_send() -> threading.Thread:
+        metrics.count("later", 1, conn_id="c")
+        return threading.current_thread()
+
+    later_loop_thread = asyncio.run(later_send())
+    assert stats.calls[-1][1] == "anthropic_batches.later"
+    assert stats.threads[-1] is later_loop_thread
