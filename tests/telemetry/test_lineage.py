@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from helpers import API_KEY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from telemetry_runs import run_telemetry_dag, write_requests
 
 from airflow_provider_batches.telemetry.lineage import (
@@ -191,3 +193,23 @@ def test_the_operators_load_no_openlineage_module(block: bool) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scheme=st.sampled_from(["s3", "gs", "abfs", "S3"]),
+    user=st.text(alphabet="ABCDEFGHIJ_-", min_size=1, max_size=20),
+    password=st.text(alphabet="KLMNOPQRSTUVWXYZ%!*~", min_size=1, max_size=30),
+    bucket=st.from_regex(r"[a-z0-9][a-z0-9.-]{1,40}[a-z0-9]", fullmatch=True),
+    key=st.lists(st.from_regex(r"[a-z0-9_.=-]{1,12}", fullmatch=True), max_size=4),
+)
+def test_no_credential_of_a_url_reaches_a_dataset_name(
+    scheme: str, user: str, password: str, bucket: str, key: list[str]
+) -> None:
+    """Whatever user part a storage URL carries (a connection id, a user and a password),
+    the dataset is ``<scheme>://<bucket>`` and the key, and neither holds any of it."""
+    path = "/".join(key)
+    namespace, name = dataset_name(f"{scheme}://{user}:{password}@{bucket}/{path}") or ("", "")
+    assert (namespace, name) == (f"{scheme.lower()}://{bucket}", path or "/")
+    assert password not in namespace + name
+    assert f"{user}:" not in namespace + name

@@ -8,11 +8,14 @@ here ``Stats`` is replaced by a recorder to reach cases a run does not produce.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_batches.models import MessageBatch
 from airflow_provider_batches.telemetry import metrics
@@ -208,6 +211,22 @@ def test_tag_values_are_made_safe_and_bounded(stats: Recorder) -> None:
     assert tags["conn_id"] == "my_conn"
     assert tags["model"].startswith("evil_model_1_2_c_m")
     assert len(tags["model"]) == metrics.MAX_TAG_CHARS
+
+
+@settings(max_examples=200, deadline=None)
+@given(conn_id=st.text(max_size=300), model=st.text(max_size=300))
+def test_any_tag_value_is_sent_in_the_safe_alphabet(conn_id: str, model: str) -> None:
+    """Whatever connection id or model name (any Unicode, any length), each tag sent is made
+    only of letters, digits, ``_``, ``.`` and ``-``, at most 100 characters, and empty values
+    are left out."""
+    recorder = Recorder()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "_stats", lambda: recorder)
+        metrics.count("x", 1, conn_id=conn_id, model=model)
+    ((_, _, _, tags),) = recorder.calls
+    assert set(tags) == {key for key, value in (("conn_id", conn_id), ("model", model)) if value}
+    for value in tags.values():
+        assert re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value)
 
 
 def test_a_failing_metrics_backend_never_reaches_the_caller(
