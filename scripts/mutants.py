@@ -1048,6 +1048,118 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed",
         ),
     ),
+    Mutant(
+        "a created batch is not counted",
+        "hooks/batch.py",
+        "        batch = send(shared_sync_client(settings), settings, request, parse_batch)\n"
+        "        metrics.batch_created(settings.conn_id, requests)\n",
+        "        batch = send(shared_sync_client(settings), settings, request, parse_batch)\n",
+        (
+            "tests/unit/telemetry/test_metrics_statsd.py::"
+            "test_a_dag_run_sends_batch_request_token_and_watcher_metrics",
+        ),
+    ),
+    Mutant(
+        "written results send no token metrics",
+        "results/writer.py",
+        "    metrics.results_written(settings.conn_id, manifest)\n",
+        "",
+        (
+            "tests/unit/telemetry/test_metrics_statsd.py::"
+            "test_a_dag_run_sends_batch_request_token_and_watcher_metrics",
+        ),
+    ),
+    Mutant(
+        "the watcher's waits gauge never returns to zero",
+        "triggers/_watcher.py",
+        "        finally:  # every wait is answered, or its loop is ending\n"
+        '            metrics.gauge("watcher.waits", 0, conn_id=self.conn_id)\n',
+        "        finally:  # every wait is answered, or its loop is ending\n            pass\n",
+        (
+            "tests/unit/telemetry/test_metrics_statsd.py::"
+            "test_a_dag_run_sends_batch_request_token_and_watcher_metrics",
+        ),
+    ),
+    Mutant(
+        "a 429 is not counted as rate limited",
+        "telemetry/metrics.py",
+        "    if status_code == 429:\n",
+        "    if status_code == 529:\n",
+        (
+            "tests/unit/telemetry/test_metrics_unit.py::"
+            "test_api_responses_are_counted_by_class_and_429s_apart",
+        ),
+    ),
+    Mutant(
+        "a canceled batch is counted as ended by another status",
+        "telemetry/metrics.py",
+        "    if batch.cancel_initiated_at is not None:\n",
+        "    if batch.cancel_initiated_at is None:\n",
+        (
+            "tests/unit/telemetry/test_metrics_unit.py::test_an_ended_batch_is_counted_by_how_it_ended",
+        ),
+    ),
+    Mutant(
+        "an unpriced total is counted as zero cost",
+        "telemetry/metrics.py",
+        '    return {"": float(total)} if _is_number(total) else {}\n',
+        '    return {"": float(total or 0)}\n',
+        (
+            "tests/unit/telemetry/test_metrics_unit.py::"
+            "test_cost_is_read_per_model_and_an_unpriced_model_is_left_out",
+        ),
+    ),
+    Mutant(
+        "a server's model name goes into a tag unsanitized",
+        "telemetry/metrics.py",
+        '        key: _UNSAFE_TAG_CHARS.sub("_", str(value))[:MAX_TAG_CHARS]\n',
+        "        key: str(value)\n",
+        ("tests/unit/telemetry/test_metrics_unit.py::test_tag_values_are_made_safe_and_bounded",),
+    ),
+    Mutant(
+        "a failing metrics backend reaches the caller",
+        "telemetry/metrics.py",
+        "    except Exception as error:  # a metric is never worth failing or slowing a task for\n",
+        "    except ImportError as error:\n",
+        (
+            "tests/unit/telemetry/test_metrics_unit.py::"
+            "test_a_failing_metrics_backend_never_reaches_the_caller",
+        ),
+    ),
+    Mutant(
+        "the first sends in an event loop are made on the loop",
+        "telemetry/metrics.py",
+        "            if self.warm or not _in_event_loop():\n",
+        "            if True:\n",
+        (
+            "tests/unit/telemetry/test_metrics_unit.py::"
+            "test_first_sends_in_an_event_loop_are_made_off_the_loop_in_order",
+        ),
+    ),
+    Mutant(
+        "the operator reports no results prefix to OpenLineage",
+        "operators/batch.py",
+        "            self.record_lineage(manifest=manifest)\n",
+        "",
+        (
+            "tests/unit/telemetry/test_lineage.py::"
+            "test_a_dag_run_emits_the_requests_file_results_prefix_and_batch_facet",
+        ),
+    ),
+    Mutant(
+        "a dataset name keeps the URL's user part (a connection id or credentials)",
+        "telemetry/lineage.py",
+        '    bucket = parts.hostname or ""\n',
+        "    bucket = parts.netloc\n",
+        ("tests/unit/telemetry/test_lineage.py::test_dataset_names_follow_openlineage_naming",),
+    ),
+    Mutant(
+        "the lineage module imports OpenLineage when the operators are imported",
+        "telemetry/lineage.py",
+        "import functools\n",
+        "import functools\nimport openlineage.client\n",
+        ("tests/unit/telemetry/test_lineage.py::test_the_operators_load_no_openlineage_module",),
+    ),
 )
 
 

@@ -71,6 +71,7 @@ from airflow_provider_batches._http.retry import (
 )
 from airflow_provider_batches._http.timeouts import wait_within
 from airflow_provider_batches.exceptions import APIError, APITimeoutError, InvalidResponseError
+from airflow_provider_batches.telemetry import metrics
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
@@ -375,8 +376,14 @@ def _after_whole(
     reply: Reply,
     parse: Callable[[Reply, ApiRequest, str], T],
 ) -> T | _Retry:
-    budget.observe(settings, reply.status_code, reply.headers)
+    _observe(settings, reply.status_code, reply.headers)
     return attempts.after_response(reply, parse)
+
+
+def _observe(settings: ClientSettings, status_code: int, headers: Mapping[str, str]) -> None:
+    """After each response: the budget learns from it, and it is counted."""
+    budget.observe(settings, status_code, headers)
+    metrics.api_response(settings.conn_id, status_code)
 
 
 def _stream_attempt(
@@ -389,7 +396,7 @@ def _stream_attempt(
     """One streaming attempt: the items of the body, then a :class:`_Retry` unless complete."""
     response = client.send(_build(client, settings, attempts.request, timeout), stream=True)
     try:
-        budget.observe(settings, response.status_code, response.headers)
+        _observe(settings, response.status_code, response.headers)
         if not response.is_success:
             ends = time.monotonic() + timeout
             reply = read_reply(response, settings.max_response_bytes, ends)
@@ -420,7 +427,7 @@ async def _astream_attempt(
     request = _build(client, settings, attempts.request, timeout)
     response = await client.send(request, stream=True)
     try:
-        budget.observe(settings, response.status_code, response.headers)
+        _observe(settings, response.status_code, response.headers)
         if not response.is_success:
             yield attempts.after_error_status(await _aread_within(response, settings, timeout))
             return

@@ -41,6 +41,7 @@ from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
 from airflow_provider_batches.request_set import RequestSet
+from airflow_provider_batches.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +174,18 @@ class MessageBatchHook(BaseHook):
         """
         settings = self.settings
         request = _create_request(settings, requests)
-        return send(shared_sync_client(settings), settings, request, parse_batch)
+        batch = send(shared_sync_client(settings), settings, request, parse_batch)
+        metrics.batch_created(settings.conn_id, requests)
+        return batch
 
     async def acreate_batch(self, requests: Sequence[dict[str, Any]] | RequestSet) -> MessageBatch:
         """Async :meth:`create_batch`, with the same no-resend rule."""
         settings = await self.asettings()
         request = _create_request(settings, requests)
         pool = shared_async_pool(settings)
-        return await asend(pool.client, pool.gate, settings, request, parse_batch)
+        batch = await asend(pool.client, pool.gate, settings, request, parse_batch)
+        metrics.batch_created(settings.conn_id, requests)
+        return batch
 
     def cancel_batch(self, batch_id: str) -> MessageBatch:
         """``POST /v1/messages/batches/{batch_id}/cancel``; the batch moves to ``canceling``."""

@@ -28,6 +28,8 @@ from airflow_provider_batches.request_set import (
     build_request_set,
     requests_from_prompts,
 )
+from airflow_provider_batches.telemetry import metrics
+from airflow_provider_batches.telemetry.lineage import BatchLineage
 from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
 from airflow_provider_batches.utils.structured_options import check_structured_options
 from airflow_provider_batches.utils.trigger_events import validate_event
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
 
-class MessageBatchOperator(BaseOperator):
+class MessageBatchOperator(BatchLineage, BaseOperator):
     """Submits an Anthropic Message Batch, waits until it ends, and returns it.
 
     One task instance submits one batch per request set, across retries, worker crashes,
@@ -459,9 +461,9 @@ class MessageBatchOperator(BaseOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         self._waiting_for = None
+        manifest: dict[str, Any] | None = None
         if self.results_path:
             # Before the policy: the results of a batch that fails it are what one inspects.
-            from airflow_provider_batches.results.structured import check_invalid_answers
             from airflow_provider_batches.results.writer import write_results
 
             manifest = write_results(
@@ -474,6 +476,12 @@ class MessageBatchOperator(BaseOperator):
                 output_type=self.results_output_type,
             )
             context["ti"].xcom_push(key="manifest", value=manifest)
+            self.record_lineage(manifest=manifest)
+        self.record_lineage(batch=batch.to_xcom())
+        metrics.batch_ended(self.conn_id, batch)
+        if manifest is not None:
+            from airflow_provider_batches.results.structured import check_invalid_answers
+
             check_invalid_answers(manifest, self.results_max_invalid_ratio)
         return finish_batch(self.policy, batch, context, self.log)
 

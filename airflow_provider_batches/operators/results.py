@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_batches.hooks.batch import MessageBatchHook
+from airflow_provider_batches.telemetry.lineage import BatchLineage
 from airflow_provider_batches.utils.structured_options import check_structured_options
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from airflow_provider_batches.utils.structured_options import OutputType
 
 
-class MessageBatchResultsOperator(BaseOperator):
+class MessageBatchResultsOperator(BatchLineage, BaseOperator):
     """Streams the results of an ended Message Batch to object storage.
 
     Writes ``<results_path>/<batch_id>/results.jsonl`` (the lines as the API served them),
@@ -78,7 +79,7 @@ class MessageBatchResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_batches.results.writer import write_results
 
-        return write_results(
+        manifest = write_results(
             MessageBatchHook(self.conn_id),
             self.batch_id,
             self.results_path,
@@ -90,3 +91,5 @@ class MessageBatchResultsOperator(BaseOperator):
             output_type=self.output_type,
             max_invalid_ratio=self.max_invalid_ratio,
         )
+        self.record_lineage(manifest=manifest)
+        return manifest

@@ -38,6 +38,7 @@ from airflow_provider_batches.results.structured import (
     check_invalid_answers,
     resolve_output_type,
 )
+from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.utils.structured_options import OutputType, check_structured_options
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ def write_results(
         entries["results"]["sha256"],
     )
     log.info("%s", summary_line(manifest))
+    metrics.results_written(settings.conn_id, manifest)
     if sorter is not None:
         log.info(
             "Answers of batch %s against %s: %d parsed, %d invalid %s.",

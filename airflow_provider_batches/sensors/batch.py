@@ -24,6 +24,7 @@ from airflow_provider_batches.exceptions import (
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
 from airflow_provider_batches.utils.trigger_events import validate_event
 from airflow_provider_batches.utils.wait_defaults import (
@@ -253,4 +254,5 @@ class MessageBatchSensor(BaseSensorOperator):
 
     def _finish(self, batch: MessageBatch, context: Context) -> dict[str, Any]:
         """Apply the outcome policy to an ended batch; return its XCom form if it passes."""
+        metrics.batch_ended(self.conn_id, batch)
         return finish_batch(self.policy, batch, context, self.log)

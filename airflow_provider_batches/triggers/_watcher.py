@@ -33,6 +33,7 @@ from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import MessageBatchError
 from airflow_provider_batches.hooks.batch import MAX_PAGE_SIZE, MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
+from airflow_provider_batches.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class BatchWatcher:
         """The API key of the last lookup, else ``""`` (for redacting unexpected errors)."""
         return self._hook.loaded_api_key() if self._hook is not None else ""
 
+    def waits(self) -> int:
+        """How many waits wait for an answer now."""
+        return sum(len(waiters) for waiters in self._waiting.values())
+
     async def poll(self, batch_id: str, within: float) -> MessageBatch:
         """The batch from a cycle starting at most ``within`` seconds from now (or sooner)."""
         validate_batch_id(batch_id)
@@ -132,6 +137,8 @@ class BatchWatcher:
         except Exception as error:  # a bug here must fail the waits, not leave them hanging
             log.error("Watcher for %s failed", self.conn_id, exc_info=error)
             await self._hand_out_error(list(self._waiting), error)
+        finally:  # every wait is answered, or its loop is ending
+            metrics.gauge("watcher.waits", 0, conn_id=self.conn_id)
 
     async def _drive_cycles(self) -> None:
         loop = asyncio.get_running_loop()
@@ -183,6 +190,7 @@ class BatchWatcher:
     async def _cycle(self) -> None:
         loop = asyncio.get_running_loop()
         self.cycles += 1
+        metrics.gauge("watcher.waits", self.waits(), conn_id=self.conn_id)
         for batch_id in [b for b in self._created_at if b not in self._waiting]:
             del self._created_at[batch_id]
         due = self._due_ids(time.monotonic())
@@ -254,6 +262,7 @@ class BatchWatcher:
                 self._pause_listing(error)
                 break
             self._list_failures = 0
+            metrics.count("watcher.list_pages", 1, conn_id=self.conn_id)
             reached = floor
             for batch in page.batches:
                 created = batch.created_at.timestamp()
@@ -297,6 +306,7 @@ class BatchWatcher:
         )
 
     async def _retrieve_one(self, hook: MessageBatchHook, batch_id: str) -> None:
+        metrics.count("watcher.retrieves", 1, conn_id=self.conn_id)
         try:
             batch = await hook.aretrieve_batch(batch_id)
         except Exception as error:
