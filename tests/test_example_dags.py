@@ -29,6 +29,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_from_upstream",
         "example_batch_events",
         "example_batch_results",
+        "example_batch_submit_only",
     }
 
 

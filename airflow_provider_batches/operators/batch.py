@@ -56,7 +56,8 @@ class MessageBatchOperator(BaseOperator):
 
     One task instance submits one batch per request set, across retries, worker crashes,
     triggerer restarts and clears (see docs/operator.md). The return value is the ended batch
-    in the API's shape, the same XCom as :class:`MessageBatchSensor`'s.
+    in the API's shape, the same XCom as :class:`MessageBatchSensor`'s; with
+    ``wait_for_completion=False``, the batch id.
 
     :param requests: The requests (templated): a list of ``{"custom_id", "params"}`` dicts, a
         JSON array of them as a string, or a path (``str`` or ``ObjectStoragePath``) to a
@@ -86,6 +87,12 @@ class MessageBatchOperator(BaseOperator):
         value stays the ended batch. See docs/results.md.
     :param results_overwrite: Download again even if a complete manifest is already there.
     :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
+    :param wait_for_completion: ``False``: submit only. The task returns the batch id (a
+        ``str``) right after the create, or after re-attaching to the batch an earlier try of
+        this task instance created, with the same record rules (a retry never creates a second
+        batch). Pass ``.output`` to ``MessageBatchSensor(batch_id=...)`` or
+        ``MessageBatchResultsOperator(batch_id=...)``. No outcome policy applies and
+        ``results_path`` cannot be set (nothing has ended yet).
     """
 
     template_fields: Sequence[str] = ("requests", "prompts", "conn_id", "results_path")
@@ -119,9 +126,11 @@ class MessageBatchOperator(BaseOperator):
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,
+        wait_for_completion: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_submit_only(self.task_id, wait_for_completion, results_path)
         if (requests is None) == (prompts is None):
             raise ValueError(f"{self.task_id}: pass either requests or prompts (exactly one).")
         if prompts is not None and (model is None or max_tokens is None):
@@ -165,12 +174,15 @@ class MessageBatchOperator(BaseOperator):
         self.results_path = results_path
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
+        self.wait_for_completion = wait_for_completion
         self._waiting_for: str | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
         """Check the options given to ``.partial()`` at DAG parse, like the constructor does."""
-        check_mapped_options(kwargs, task=f"{kwargs.get('task_id')} (mapped)")
+        task = f"{kwargs.get('task_id')} (mapped)"
+        check_mapped_options(kwargs, task=task)
+        check_submit_only(task, kwargs.get("wait_for_completion", True), kwargs.get("results_path"))
         return super().partial(**kwargs)
 
     @property
@@ -216,6 +228,9 @@ class MessageBatchOperator(BaseOperator):
         batch = submission.batch
         self._waiting_for = batch.id
         self.log.info("Batch %s (%s): %s", batch.id, submission.how, batch.progress_summary())
+        if not self.wait_for_completion:
+            self._waiting_for = None
+            return batch.id
         if batch.is_ended:
             return self._finish(batch, context)
         deadline = None if self.timeout is None else time.time() + self.timeout
@@ -378,6 +393,21 @@ class MessageBatchOperator(BaseOperator):
             max_consecutive_errors=self.max_consecutive_errors,
             error_tolerance=self.error_tolerance,
             cancel_on_kill=self.cancel_on_kill,
+        )
+
+
+def check_submit_only(task: str, wait_for_completion: Any, results_path: Any) -> None:
+    """``wait_for_completion`` is a bool, and ``False`` leaves nothing to store results of."""
+    if not isinstance(wait_for_completion, bool):
+        raise ValueError(
+            f"{task}: wait_for_completion must be True or False, got {wait_for_completion!r}."
+        )
+    if not wait_for_completion and results_path:
+        raise ValueError(
+            f"{task}: results_path needs wait_for_completion=True (a submit-only task ends "
+            "before the batch does). Store the results downstream with "
+            "MessageBatchResultsOperator(batch_id=<this task>.output, results_path=...) after "
+            "a MessageBatchSensor."
         )
 
 
