@@ -1160,6 +1160,77 @@ MUTANTS: tuple[Mutant, ...] = (
         "import functools\nimport openlineage.client\n",
         ("tests/unit/telemetry/test_lineage.py::test_the_operators_load_no_openlineage_module",),
     ),
+    Mutant(
+        "a submit-only operator waits anyway",
+        "operators/batch.py",
+        "        if not self.wait_for_completion:\n",
+        "        if False:\n",
+        (
+            "tests/unit/operators/test_operator_submit_only.py::"
+            "test_submit_only_returns_the_id_that_the_sensor_and_results_operator_take",
+        ),
+    ),
+    Mutant(
+        "results_path with a submit-only operator is accepted",
+        "operators/batch.py",
+        "    if not wait_for_completion and results_path:\n",
+        "    if False:\n",
+        (
+            "tests/unit/operators/test_operator_submit_only.py::"
+            "test_results_path_without_waiting_fails_at_parse",
+        ),
+    ),
+    Mutant(
+        "the event trigger's origin filter lets every batch through",
+        "triggers/events.py",
+        "                if ours is not None and entry.id not in ours:\n",
+        "                if False:\n",
+        (
+            "tests/unit/testing/test_testing_events.py::"
+            "test_an_event_driven_dag_runs_on_the_batches_this_deployment_submitted",
+        ),
+    ),
+    Mutant(
+        "a failed claim lookup drops the batch instead of failing the poll",
+        "triggers/events.py",
+        "            except Exception as error:  # whatever the Variables backend raises\n",
+        "            except Exception as error:  # whatever the Variables backend raises\n"
+        "                continue\n",
+        (
+            "tests/unit/testing/test_testing_events.py::"
+            "test_a_failed_claim_lookup_fails_the_poll_and_drops_no_event",
+        ),
+    ),
+    Mutant(
+        "the event trigger serializes origin when it is the default",
+        "triggers/events.py",
+        'only_when_set = {} if self.origin == "any" else {"origin": self.origin}',
+        'only_when_set = {"origin": self.origin}',
+        (
+            "tests/unit/testing/test_testing_events.py::"
+            "test_origin_is_checked_and_serialized_only_when_set",
+        ),
+    ),
+    Mutant(
+        "events_from runs on past max_events",
+        "testing/events.py",
+        "        if max_events is not None and len(payloads) >= max_events:\n",
+        "        if False:\n",
+        (
+            "tests/unit/testing/test_testing_events.py::"
+            "test_events_from_returns_the_payload_of_each_ended_batch",
+        ),
+    ),
+    Mutant(
+        "run_dag_with_asset_events attaches no event to the run",
+        "testing/events.py",
+        "        _add_events(session, run, asset, extras)\n",
+        "        pass\n",
+        (
+            "tests/unit/testing/test_testing_events.py::"
+            "test_an_event_driven_dag_runs_on_the_batches_this_deployment_submitted",
+        ),
+    ),
 )
 
 

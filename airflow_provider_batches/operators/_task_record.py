@@ -123,6 +123,13 @@ def read_claim(batch_id: str) -> TaskIdentity | None:
         return None
 
 
+def is_claimed(batch_id: str) -> bool:
+    """Whether a task of this deployment claimed ``batch_id`` (its claim Variable exists)."""
+    from airflow.sdk import Variable
+
+    return Variable.get(claim_key(batch_id), default=None) is not None
+
+
 def write_claim(batch_id: str, identity: TaskIdentity) -> None:
     write_json_variable(
         claim_key(batch_id),

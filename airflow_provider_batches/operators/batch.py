@@ -68,7 +68,8 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
 
     One task instance submits one batch per request set, across retries, worker crashes,
     triggerer restarts and clears (see docs/operator.md). The return value is the ended batch
-    in the API's shape, the same XCom as :class:`MessageBatchSensor`'s.
+    in the API's shape, the same XCom as :class:`MessageBatchSensor`'s; with
+    ``wait_for_completion=False``, the batch id.
 
     :param requests: The requests (templated): a list of ``{"custom_id", "params"}`` dicts, a
         JSON array of them as a string, or a path (``str`` or ``ObjectStoragePath``) to a
@@ -116,6 +117,12 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
     :param results_output_type, results_max_invalid_ratio: ``output_type`` and
         ``max_invalid_ratio`` of ``MessageBatchResultsOperator``, for the stored results
         (``parsed.jsonl``, ``invalid.jsonl``); checked after the manifest is pushed.
+    :param wait_for_completion: ``False``: submit only. The task returns the batch id (a
+        ``str``) right after the create, or after re-attaching to the batch an earlier try of
+        this task instance created, with the same record rules (a retry never creates a second
+        batch). Pass ``.output`` to ``MessageBatchSensor(batch_id=...)`` or
+        ``MessageBatchResultsOperator(batch_id=...)``. No outcome policy applies and
+        ``results_path`` cannot be set (nothing has ended yet).
     """
 
     template_fields: Sequence[str] = (
@@ -164,9 +171,11 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         prices: Mapping[str, Any] | None = None,
         results_output_type: Any = None,
         results_max_invalid_ratio: float | None = None,
+        wait_for_completion: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_submit_only(self.task_id, wait_for_completion, results_path)
         check_structured_options(results_output_type, results_max_invalid_ratio, task=self.task_id)
         if (requests is None) == (prompts is None):
             raise InvalidTaskOptionError(
@@ -235,6 +244,7 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         self.prices = prices
         self.results_output_type = results_output_type
         self.results_max_invalid_ratio = results_max_invalid_ratio
+        self.wait_for_completion = wait_for_completion
         self._waiting_for: str | None = None
 
     @classmethod
@@ -247,6 +257,7 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         task = f"{kwargs.get('task_id')} (mapped)"
         check_mapped_options(kwargs, task=task)
         check_request_options(kwargs, task=task)
+        check_submit_only(task, kwargs.get("wait_for_completion", True), kwargs.get("results_path"))
         return super().partial(**kwargs)
 
     @property
@@ -312,6 +323,10 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         batch = submission.batch
         self._waiting_for = batch.id
         self.log.info("Batch %s (%s).", batch.progress_summary(), submission.how)
+        if not self.wait_for_completion:
+            self._waiting_for = None
+            self.record_lineage(batch=batch.to_xcom())
+            return batch.id
         if batch.is_ended:
             return self._finish(batch, context)
         deadline = None if self.timeout is None else time.time() + self.timeout
@@ -510,6 +525,21 @@ def check_max_cost(value: Any, task_id: str) -> float | None:
             f"got {value!r}."
         )
     return float(value)
+
+
+def check_submit_only(task: str, wait_for_completion: Any, results_path: Any) -> None:
+    """``wait_for_completion`` is a bool, and ``False`` leaves nothing to store results of."""
+    if not isinstance(wait_for_completion, bool):
+        raise ValueError(
+            f"{task}: wait_for_completion must be True or False, got {wait_for_completion!r}."
+        )
+    if not wait_for_completion and results_path:
+        raise ValueError(
+            f"{task}: results_path needs wait_for_completion=True (a submit-only task ends "
+            "before the batch does). Store the results downstream with "
+            "MessageBatchResultsOperator(batch_id=<this task>.output, results_path=...) after "
+            "a MessageBatchSensor."
+        )
 
 
 def own_deadline_passed(event: dict[str, Any]) -> bool:

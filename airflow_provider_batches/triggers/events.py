@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -35,6 +35,8 @@ from airflow_provider_batches.triggers._event_window import (
 from airflow_provider_batches.utils.policy import OutcomePolicy
 from airflow_provider_batches.utils.wait_defaults import DEFAULT_EXPIRY_GRACE, DEFAULT_POLL_INTERVAL
 
+Origin = Literal["any", "this_deployment"]
+ORIGINS: tuple[str, ...] = ("any", "this_deployment")
 DEFAULT_LOOKBACK = 3600.0
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_PAGES = 100
@@ -72,6 +74,10 @@ class MessageBatchEventTrigger(BaseEventTrigger):
     :param page_size: Batches per list request (1 to 1000).
     :param max_pages: Most list requests in one poll; a poll that needs more is incomplete
         (logged) and does not advance the watermark.
+    :param origin: ``"any"`` (default): every batch of the workspace. ``"this_deployment"``:
+        only batches that this Airflow deployment's ``MessageBatchOperator`` tasks submitted
+        (each claims its batch in a Variable ``anthropic_batches.claim.<batch id>``); one
+        Variable lookup per new ended batch, in a thread, never on the event loop.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class MessageBatchEventTrigger(BaseEventTrigger):
         expiry_grace: float = DEFAULT_EXPIRY_GRACE,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_pages: int = DEFAULT_MAX_PAGES,
+        origin: Origin = "any",
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(conn_id, str) or not conn_id:
@@ -108,9 +115,14 @@ class MessageBatchEventTrigger(BaseEventTrigger):
         if not isinstance(include_canceled, bool):
             raise ValueError(f"include_canceled must be True or False, got {include_canceled!r}.")
         self.include_canceled = include_canceled
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {list(ORIGINS)}, got {origin!r}.")
+        self.origin: Origin = origin
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # Trigger rows are deduplicated by a hash of these: plain, deterministic values only.
+        # ``origin`` appears only when set, so watchers written before it keep their hash.
+        only_when_set = {} if self.origin == "any" else {"origin": self.origin}
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -125,6 +137,7 @@ class MessageBatchEventTrigger(BaseEventTrigger):
                 "expiry_grace": self.expiry_grace,
                 "page_size": self.page_size,
                 "max_pages": self.max_pages,
+                **only_when_set,
             },
         )
 
@@ -149,6 +162,7 @@ class MessageBatchEventTrigger(BaseEventTrigger):
             "outcome": self.outcome,
             "policy": self.policy,
             "include_canceled": self.include_canceled,
+            **({} if self.origin == "any" else {"origin": self.origin}),
         }
         digest = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()
         return f"message_batch_events:{digest[:16]}"
@@ -190,6 +204,14 @@ class MessageBatchEventTrigger(BaseEventTrigger):
             start = coverage_start(_now(), max_age, event_filter.created_after, catch_up_from)
             try:
                 ended, complete = await self._list_ended(hook, start)
+                fresh = [
+                    entry
+                    for entry in ended
+                    if entry.id not in seen
+                    and not startup.covers(entry)
+                    and event_filter.accepts(entry.batch)
+                ]
+                ours = await self._claimed(fresh)
             except (APIError, MessageBatchError, AirflowNotFoundException) as error:
                 errors += 1
                 await asyncio.sleep(self._log_error_and_wait(error, errors))
@@ -201,6 +223,8 @@ class MessageBatchEventTrigger(BaseEventTrigger):
                     continue
                 seen.add(entry)
                 if startup.covers(entry) or not event_filter.accepts(entry.batch):
+                    continue
+                if ours is not None and entry.id not in ours:
                     continue
                 self.log.info("Batch %s: emitting an event.", entry.batch.progress_summary())
                 yield TriggerEvent(entry.batch.to_xcom())  # type: ignore[no-untyped-call]
@@ -215,6 +239,29 @@ class MessageBatchEventTrigger(BaseEventTrigger):
                         await store.save(mark)
                         wait -= settle
             await asyncio.sleep(wait)
+
+    async def _claimed(self, entries: list[EndedBatch]) -> set[str] | None:
+        """With ``origin="this_deployment"``: the ids among ``entries`` that this deployment's
+        operators claimed (``None``: no origin filter). A lookup that fails fails the poll, which
+        is tried again: an event is never dropped because the Variables could not be read."""
+        if self.origin == "any" or not entries:
+            return None if self.origin == "any" else set()
+        from asgiref.sync import sync_to_async
+
+        from airflow_provider_batches.operators._task_record import is_claimed
+
+        ours: set[str] = set()
+        for entry in entries:
+            try:
+                claimed = await sync_to_async(is_claimed)(entry.id)
+            except Exception as error:  # whatever the Variables backend raises
+                raise MessageBatchError(
+                    f"Could not read the claim of batch {entry.id} (origin='this_deployment'): "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if claimed:
+                ours.add(entry.id)
+        return ours
 
     async def _list_ended(
         self, hook: MessageBatchHook, start: datetime

@@ -32,6 +32,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_events",
         "example_batch_results",
         "example_batch_structured",
+        "example_batch_submit_only",
     }
 
 
