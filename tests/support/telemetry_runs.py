@@ -1,16 +1,22 @@
-"""Helpers for tests/telemetry/: run a telemetry DAG in a fresh Python process against the fake.
+"""Helpers for tests/unit/telemetry/: run a telemetry DAG in a fresh Python process against the
+fake.
 
 A fresh process because Airflow reads its metrics and OpenLineage settings when it first
-initializes them; the environment given here is in place before that.
+initializes them; the environment given here is in place before that. It runs on a copy of the
+session's migrated SQLite database, in an Airflow home of its own: the OpenLineage listener
+forks to emit, and a fork that holds a connection to the shared database file must never touch
+the file every later test uses.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +48,22 @@ def run_telemetry_dag(
     dag_id: str, conf: dict[str, Any], base_url: str, extra_env: dict[str, str]
 ) -> tuple[str, str]:
     """Run the DAG with ``dag.test()`` in a subprocess; returns (run state line, output)."""
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_ANTHROPIC_DEFAULT": connection_json(base_url, API_KEY, max_retries=4),
-        **extra_env,
-    }
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), dag_id, json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="apb-telemetry-home-") as home:
+        shutil.copy(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", Path(home) / "airflow.db")
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": home,
+            "AIRFLOW_CONN_ANTHROPIC_DEFAULT": connection_json(base_url, API_KEY, max_retries=4),
+            **extra_env,
+        }
+        done = subprocess.run(
+            [sys.executable, str(RUNNER), dag_id, json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
     output = done.stdout + done.stderr
     state = next((line for line in done.stdout.splitlines() if line.startswith("RUN-STATE")), "")
     assert done.returncode == 0, output[-6000:]
