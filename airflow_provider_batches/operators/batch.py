@@ -102,6 +102,11 @@ class MessageBatchOperator(BaseOperator):
         value stays the ended batch. See docs/results.md.
     :param results_overwrite: Download again even if a complete manifest is already there.
     :param results_split_by_type: Also write ``succeeded.jsonl`` and ``errored.jsonl``.
+    :param split_oversized: Cut the requests, in order, into as many batches as the API's
+        limits need (100,000 requests, 256 MB each); the task waits for them all, the outcome
+        policy judges their summed counts, and the return value is the split set's XCom (a
+        dict with ``shards``; see docs/operator.md), also for a set that fits in one batch.
+        Without it, a set past a limit fails the task before any request is sent.
     """
 
     template_fields: Sequence[str] = (
@@ -146,6 +151,7 @@ class MessageBatchOperator(BaseOperator):
         results_path: Any = None,
         results_overwrite: bool = False,
         results_split_by_type: bool = False,
+        split_oversized: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -208,7 +214,9 @@ class MessageBatchOperator(BaseOperator):
         self.results_path = results_path
         self.results_overwrite = results_overwrite
         self.results_split_by_type = results_split_by_type
+        self.split_oversized = split_oversized
         self._waiting_for: str | None = None
+        self._waiting_for_shards: list[str] = []
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -229,6 +237,9 @@ class MessageBatchOperator(BaseOperator):
     def request_set(self) -> RequestSet:
         """The checked requests; raises :class:`InvalidRequestSetError` before any request."""
         options = self.request_options()
+        return build_request_set(self._request_source(), options)
+
+    def _request_source(self) -> Any:
         if self.prompts is not None:
             if isinstance(self.prompts, str):
                 raise InvalidRequestSetError(
@@ -237,7 +248,7 @@ class MessageBatchOperator(BaseOperator):
             source: Any = requests_from_prompts(self.prompts)
         else:
             source = self.requests
-        return build_request_set(source, options)
+        return source
 
     def request_options(self) -> RequestOptions:
         """What fills each request's gaps (the task's values, then the connection's defaults)
@@ -270,6 +281,8 @@ class MessageBatchOperator(BaseOperator):
             record_store_for,
         )
 
+        if self.split_oversized:
+            return self._execute_shards(context)
         request_set = self.request_set()
         identity = TaskIdentity.from_context(context)
         store = record_store_for(context, identity)
@@ -304,6 +317,8 @@ class MessageBatchOperator(BaseOperator):
         self, context: Context, event: Any = None, batch_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the wait: return the ended batch, or raise for a wait that gave up."""
+        if self.split_oversized:
+            return self._shard_complete(context, event)
         if batch_id is None and isinstance(event, dict):
             # Airflow releases differ in whether the defer kwargs come back; the event has it.
             batch_id = event.get("batch_id")
@@ -335,9 +350,13 @@ class MessageBatchOperator(BaseOperator):
         return super().resume_execution(next_method, next_kwargs, context)
 
     def on_kill(self) -> None:
-        """A user killed the task while it waited in this worker: cancel its batch."""
-        if self._waiting_for is not None and self.cancel_on_kill:
-            cancel_quietly(self.hook, self._waiting_for, self.log)
+        """A user killed the task while it waited in this worker: cancel its batch (every
+        shard of a split set)."""
+        if not self.cancel_on_kill:
+            return
+        single = [self._waiting_for] if self._waiting_for is not None else []
+        for batch_id in self._waiting_for_shards or single:
+            cancel_quietly(self.hook, batch_id, self.log)
 
     def _stop_interrupted_wait(self, record: dict[str, Any]) -> None:
         """An earlier try deferred on the batch and never came back (a failed trigger comes
@@ -345,10 +364,13 @@ class MessageBatchOperator(BaseOperator):
         the kill its trigger may not have (the new try can start before the trigger's on_kill
         runs). Past the wait's deadline it was a deadline passing: ``cancel_on_timeout`` rules.
         """
-        batch_id = str(record["batch_id"])
+        from airflow_provider_batches.operators._task_record import recorded_batch_ids
+
         deadline = record.get("deadline")
         timed_out = isinstance(deadline, int | float) and time.time() >= deadline
-        if self.cancel_on_timeout if timed_out else self.cancel_on_kill:
+        for batch_id in recorded_batch_ids(record):
+            if not (self.cancel_on_timeout if timed_out else self.cancel_on_kill):
+                break
             why = "its wait timed out" if timed_out else "a user killed its wait"
             self.log.info("Batch %s: %s in an earlier try; canceling it.", batch_id, why)
             batch = self.hook.retrieve_batch(batch_id)
@@ -361,15 +383,17 @@ class MessageBatchOperator(BaseOperator):
             TaskIdentity,
             mark_resumed,
             record_store_for,
+            recorded_batch_ids,
         )
 
         store = record_store_for(context, TaskIdentity.from_context(context))
         record = store.get()
         mark_resumed(store)
-        batch_id = None if record is None else record.get("batch_id")
-        if not isinstance(batch_id, str):
+        batch_ids = recorded_batch_ids(record)
+        if record is None or not batch_ids:
             return
-        deadline = record.get("deadline") if record is not None else None
+        batch_id = ", ".join(batch_ids)
+        deadline = record.get("deadline")
         past_deadline = isinstance(deadline, int | float) and time.time() >= deadline
         if failure.get("error") == DEFERRAL_TIMED_OUT and past_deadline:
             if not self.cancel_on_timeout:
@@ -378,10 +402,11 @@ class MessageBatchOperator(BaseOperator):
                     batch_id,
                 )
                 return
-            batch = self.hook.retrieve_batch(batch_id)
-            if not batch.is_ended and batch.cancel_initiated_at is None:
-                self.log.info("Batch %s: the wait's deadline passed; canceling it.", batch_id)
-                cancel_quietly(self.hook, batch_id, self.log)
+            for each in batch_ids:
+                batch = self.hook.retrieve_batch(each)
+                if not batch.is_ended and batch.cancel_initiated_at is None:
+                    self.log.info("Batch %s: the wait's deadline passed; canceling it.", each)
+                    cancel_quietly(self.hook, each, self.log)
             return
         self.log.warning(
             "Batch %s was left running: its wait failed in the triggerer (%s), not the batch. "
@@ -434,6 +459,114 @@ class MessageBatchOperator(BaseOperator):
             context["ti"].xcom_push(key="manifest", value=manifest)
         return finish_batch(self.policy, batch, context, self.log)
 
+    def _execute_shards(self, context: Context) -> Any:
+        """``split_oversized=True``: submit each shard, then wait for them all (see
+        :mod:`airflow_provider_batches.operators._shards`)."""
+        from airflow_provider_batches.operators._shards import submit_shards
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            interrupted_wait,
+            record_store_for,
+        )
+        from airflow_provider_batches.request_set import build_request_shards
+
+        shards = build_request_shards(self._request_source(), self.request_options())
+        identity = TaskIdentity.from_context(context)
+        store = record_store_for(context, identity)
+        record = store.get()
+        if record is not None and interrupted_wait(record, _try_number(context)):
+            self._stop_interrupted_wait(record)
+        batches = submit_shards(self.hook, context, identity, store, shards, resubmit=self.resubmit)
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        return self._wait_for_shards(context, [batch.id for batch in batches], deadline)
+
+    def _wait_for_shards(
+        self, context: Context, batch_ids: list[str], deadline: Any
+    ) -> dict[str, Any]:
+        """Wait for each shard still running, one after another (in this worker, or deferring
+        on each in turn with the others to cancel on a kill); then finish the whole set."""
+        from airflow_provider_batches.operators._shards import unended
+
+        self._waiting_for_shards = batch_ids
+        batches, running = unended(self.hook, batch_ids)
+        if running and not self.deferrable:
+            for batch_id in running:
+                event = validate_event(wait_in_worker(self._trigger(batch_id, deadline)), batch_id)
+                if event["status"] != "success":
+                    raise self._shards_gave_up(batch_ids, batch_id, event)
+            batches, running = unended(self.hook, batch_ids)
+        if not running:
+            return self._finish_shards(batches, context)
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            mark_waiting,
+            record_store_for,
+        )
+
+        store = record_store_for(context, TaskIdentity.from_context(context))
+        mark_waiting(store, _try_number(context), deadline)
+        trigger = self._trigger(running[0], deadline)
+        trigger.cancel_with = running[1:]
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=None
+            if deadline is None
+            else timedelta(seconds=max(0.0, deadline - time.time()) + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def _shard_complete(self, context: Context, event: Any) -> dict[str, Any]:
+        """Resume after one shard's wait: wait for the next, or finish the set."""
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            mark_resumed,
+            record_store_for,
+            recorded_batch_ids,
+        )
+
+        store = record_store_for(context, TaskIdentity.from_context(context))
+        record = store.get() or {}
+        mark_resumed(store)
+        batch_ids = recorded_batch_ids(record)
+        batch_id = event.get("batch_id") if isinstance(event, dict) else None
+        if not batch_ids or batch_id not in batch_ids:
+            raise ValueError(f"{self.task_id}: resumed without the shards it waited for.")
+        event = validate_event(event, batch_id)
+        if event["status"] != "success":
+            raise self._shards_gave_up(batch_ids, batch_id, event)
+        return self._wait_for_shards(context, batch_ids, record.get("deadline"))
+
+    def _shards_gave_up(
+        self, batch_ids: list[str], batch_id: str, event: dict[str, Any]
+    ) -> Exception:
+        """The wait for one shard gave up: on the wait's own deadline (``cancel_on_timeout``)
+        every shard still running is canceled; otherwise all are left as they are."""
+        if own_deadline_passed(event) and self.cancel_on_timeout:
+            from airflow_provider_batches.operators._shards import cancel_running
+
+            note = cancel_running(self.hook, batch_ids, "cancel_on_timeout=True")
+            return gave_up_error(event, batch_id, f". The wait's deadline passed: {note}.")
+        others = ", ".join(other for other in batch_ids if other != batch_id)
+        note = self._after_giving_up(batch_id, event)
+        return gave_up_error(event, batch_id, f"{note} Other shards left as they are: {others}.")
+
+    def _finish_shards(self, batches: list[MessageBatch], context: Context) -> dict[str, Any]:
+        from airflow_provider_batches.operators._shards import finish_shards
+
+        self._waiting_for_shards = []
+        if self.results_path:
+            from airflow_provider_batches.results.writer import write_shard_results
+
+            manifest = write_shard_results(
+                self.hook,
+                batches,
+                self.results_path,
+                overwrite=self.results_overwrite,
+                split_by_type=self.results_split_by_type,
+            )
+            context["ti"].xcom_push(key="manifest", value=manifest)
+        return finish_shards(self.policy, batches, context, self.log)
+
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:
         from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
@@ -447,6 +580,10 @@ class MessageBatchOperator(BaseOperator):
             error_tolerance=self.error_tolerance,
             cancel_on_kill=self.cancel_on_kill,
         )
+
+
+def _try_number(context: Context) -> int:
+    return int(getattr(context["ti"], "try_number", 1) or 1)
 
 
 def own_deadline_passed(event: dict[str, Any]) -> bool:
