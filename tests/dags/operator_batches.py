@@ -56,6 +56,7 @@ for dag_id, operator_kwargs in OPERATOR_VARIANTS.items():
 for dag_id, operator_kwargs in {
     "operator_split": {"deferrable": True},
     "operator_split_in_worker": {"deferrable": False},
+    "operator_split_timeout": {"deferrable": False, "timeout": 1.5},
 }.items():
     with DAG(dag_id, schedule=None, catchup=False, tags=["test"]) as dag:
 
