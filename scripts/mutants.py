@@ -825,6 +825,58 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_file_read_fast_gives_the_lists_body_and_the_fingerprint_before_streaming",
         ),
     ),
+    Mutant(
+        "a split set's shards share one identity (a retry re-creates shards)",
+        "operators/_shards.py",
+        "            shard_identity = replace(identity, shard=index)\n",
+        "            shard_identity = identity\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_retry_after_sigkill_after_shard_two_of_three_creates_only_shard_three",
+        ),
+    ),
+    Mutant(
+        "a shard is cut one request past the byte limit",
+        "request_set.py",
+        "        return self.count < MAX_REQUESTS and grown <= MAX_BODY_BYTES\n",
+        "        return self.count < MAX_REQUESTS and grown <= MAX_BODY_BYTES + 64\n",
+        (
+            "tests/unit/test_request_set_shards.py::test_shards_are_the_input_in_order_each_within_the_limits",
+        ),
+    ),
+    Mutant(
+        "custom_ids are checked per shard, not across the set",
+        "request_set.py",
+        "                current, kept = _Checked(encode, seen), []\n",
+        "                current, kept = _Checked(encode, {}), []\n",
+        ("tests/unit/test_request_set_shards.py::test_custom_ids_are_unique_across_shards",),
+    ),
+    Mutant(
+        "on_kill cancels only one shard",
+        "operators/batch.py",
+        "        for batch_id in self._waiting_for_shards or single:\n",
+        "        for batch_id in self._waiting_for_shards[:1] or single:\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_on_kill_in_the_worker_cancels_every_shard",
+        ),
+    ),
+    Mutant(
+        "a shard's give-up on the deadline cancels only that shard",
+        "operators/batch.py",
+        '            note = cancel_running(self.hook, batch_ids, "cancel_on_timeout=True")\n',
+        '            note = cancel_running(self.hook, [batch_id], "cancel_on_timeout=True")\n',
+        (
+            "tests/unit/operators/test_operator_shards.py::test_a_wait_past_its_deadline_cancels_every_shard",
+        ),
+    ),
+    Mutant(
+        "the split set's wait finishes before every shard ended",
+        "operators/batch.py",
+        "        if not running:\n            return self._finish_shards(batches, context)\n",
+        "        if True:\n            return self._finish_shards(batches, context)\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_a_split_set_waits_for_every_shard_and_writes_one_manifest",
+        ),
+    ),
 )
 
 

@@ -5,7 +5,8 @@
 ``CRASH_POINT`` is ``after_record`` (the create answered and the record was written: the
 worker dies at once) or ``before_record`` (the create answered, the worker dies before it can
 write the batch id), optionally ``:N`` for the N-th create (a shard of a split set).
-``MAX_REQUESTS`` lowers the requests-per-batch limit in this process (small shards). Records live in Variables (``operator_dag_runs.use_variable_records``)
+``MAX_REQUESTS`` lowers the requests-per-batch limit in this process (small shards).
+Records live in Variables (``operator_dag_runs.use_variable_records``)
 so the test's re-run of the same logical date, in its own process, is the retry of this task
 instance. Not collected by pytest (no ``test_`` prefix).
 """

@@ -53,7 +53,7 @@ def test_shards_are_the_input_in_order_each_within_the_limits(
         patch.setattr(request_set, "MAX_REQUESTS", max_requests)
         patch.setattr(request_set, "MAX_BODY_BYTES", limit)
         if largest > limit:
-            with pytest.raises(InvalidRequestSetError, match="alone takes .* no split"):
+            with pytest.raises(InvalidRequestSetError, match=r"alone takes .* no split"):
                 build_request_shards(requests)
             return
         shards = build_request_shards(requests)
@@ -65,7 +65,7 @@ def test_shards_are_the_input_in_order_each_within_the_limits(
         assert shard.body_bytes == len(shard.body.read()) <= limit
         assert shard.fingerprint == build_request_set(shard.requests).fingerprint
         if index + 1 < len(shards):  # cut only where the next request would not fit
-            grown = shard.requests + [shards[index + 1].requests[0]]
+            grown = [*shard.requests, shards[index + 1].requests[0]]
             assert len(grown) > max_requests or _body_bytes(grown) > limit
     for shard in shards + again:
         shard.close()
@@ -92,8 +92,8 @@ def test_an_oversized_set_is_refused_naming_the_option(
 
 
 def test_custom_ids_are_unique_across_shards(monkeypatch: pytest.MonkeyPatch) -> None:
-    requests = _requests([1, 1, 1])
-    requests[2]["custom_id"] = "r-0"
+    requests = _requests([1, 1, 1, 1])
+    requests[3]["custom_id"] = "r-0"  # in the second shard, repeating one of the first
     monkeypatch.setattr(request_set, "MAX_REQUESTS", 2)
     with pytest.raises(InvalidRequestSetError, match="repeats the custom_id of request 0"):
         build_request_shards(requests)

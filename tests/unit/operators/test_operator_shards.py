@@ -68,9 +68,7 @@ def test_a_split_set_waits_for_every_shard_and_writes_one_manifest(
     assert manifest["line_counts"]["total"] == 5
     prefix = tmp_path / f"{value['batch_ids'][0]}-shards"
     lines = (prefix / "results.jsonl").read_bytes().splitlines()
-    assert sorted(json.loads(line)["custom_id"] for line in lines) == [
-        f"req-{i}" for i in range(5)
-    ]
+    assert sorted(json.loads(line)["custom_id"] for line in lines) == [f"req-{i}" for i in range(5)]
     assert json.loads((prefix / "manifest.json").read_bytes())["shards"] == manifest["shards"]
 
 
@@ -128,7 +126,7 @@ def test_a_wait_past_its_deadline_cancels_every_shard(
     with FakeBatchesServer(api_key=API_KEY, processing_seconds=3600) as fake:
         set_connection("anthropic_default", fake.base_url, max_retries=1)
 
-        run, states, _ = run_dag("operator_split_timeout", {"requests": requests_for(4)})
+        _, states, _ = run_dag("operator_split_timeout", {"requests": requests_for(4)})
 
         assert states["submit"] == "failed"
         created = [r.batch_id for r in fake.requests if r.batch_id]
