@@ -877,6 +877,15 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/unit/operators/test_operator_shards.py::test_a_split_set_waits_for_every_shard_and_writes_one_manifest",
         ),
     ),
+    Mutant(
+        "a deferred shard's kill cancels only its own batch",
+        "triggers/batch.py",
+        "        for batch_id in [self.batch_id, *self.cancel_with]:\n",
+        "        for batch_id in [self.batch_id]:\n",
+        (
+            "tests/unit/operators/test_operator_trigger_kill.py::test_on_kill_cancels_the_other_shards_it_names",
+        ),
+    ),
 )
 
 
