@@ -106,6 +106,19 @@ class RequestTally:
     def __init__(self) -> None:
         self.models: dict[str, ModelTally] = {}
 
+    @classmethod
+    def merged(cls, tallies: Iterable[RequestTally]) -> RequestTally:
+        """One tally for several (the shards of one split set)."""
+        total = cls()
+        for tally in tallies:
+            for model, counts in tally.models.items():
+                into = total.models.setdefault(model, ModelTally())
+                into.requests += counts.requests
+                into.max_tokens += counts.max_tokens
+                into.input_bytes += counts.input_bytes
+                into.cached_input_bytes += counts.cached_input_bytes
+        return total
+
     def add(self, params: Mapping[str, Any]) -> None:
         import orjson  # not at module level: this module is imported at DAG parse
 
@@ -211,16 +224,8 @@ def build_request_set(
             "requests must be a list of {'custom_id': ..., 'params': {...}} dicts or a path to "
             "a JSONL file of them, got a single dict."
         )
-    items: Iterable[Any]
-    keep = True
-    encode: Callable[[Any], bytes] = _encode
-    if isinstance(source, str) and source.lstrip().startswith("["):
-        items = _completed(_json_array(source), options)
-    elif _is_path(source):
-        items, keep, encode = _read_path(source, options), False, _parsed_encoder()
-    else:
-        items = _completed(cast("Iterable[Any]", source), options)
-    checked = _Checked(encode)
+    items, keep, encode = _items(source, options)
+    checked = _Checked(encode, {})
     kept: list[dict[str, Any]] = []
     try:
         for index, request in enumerate(items):
@@ -233,55 +238,139 @@ def build_request_set(
         raise
 
 
-class _Checked:
-    """The one pass: checks each request, adds it to the fingerprint and the spooled body."""
+def build_request_shards(
+    source: Iterable[Any] | str | os.PathLike[str], options: RequestOptions | None = None
+) -> list[RequestSet]:
+    """Read and check ``source`` as :func:`build_request_set` does, cut in order into request
+    sets (shards) that each fit the API's limits (:data:`MAX_REQUESTS` requests,
+    :data:`MAX_BODY_BYTES` of create body).
 
-    def __init__(self, encode: Callable[[Any], bytes]) -> None:
+    A shard is closed at the first request that would take it past a limit, so the same input
+    always gives the same shards (and fingerprints). custom_ids are unique across all shards
+    (one results file holds them all). A request that alone takes a body past the byte limit
+    is an :class:`InvalidRequestSetError` naming it: no cut can send it.
+    """
+    if isinstance(source, Mapping):
+        build_request_set(source)  # raises: one dict is not a request set
+    items, keep, encode = _items(source, options)
+    seen: dict[str, int] = {}
+    shards: list[RequestSet] = []
+    current = _Checked(encode, seen)
+    kept: list[dict[str, Any]] = []
+    try:
+        for index, request in enumerate(items):
+            encoded = current.check(index, request)
+            if current.count and not current.fits(encoded):
+                shards.append(current.finish(kept if keep else None))
+                current, kept = _Checked(encode, seen), []
+            if not current.fits(encoded):
+                raise _alone_too_big(index, request, len(encoded))
+            current.append(encoded, request["params"])
+            if keep:
+                kept.append(request)
+        shards.append(current.finish(kept if keep else None))
+        return shards
+    except BaseException:
+        current.discard()
+        for shard in shards:
+            shard.close()
+        raise
+
+
+def _items(
+    source: Any, options: RequestOptions | None
+) -> tuple[Iterable[Any], bool, Callable[[Any], bytes]]:
+    """The source's items as read, whether to keep them (a list is kept; a file is not), and
+    how each is encoded."""
+    if isinstance(source, str) and source.lstrip().startswith("["):
+        return _completed(_json_array(source), options), True, _encode
+    if _is_path(source):
+        return _read_path(source, options), False, _parsed_encoder()
+    return _completed(cast("Iterable[Any]", source), options), True, _encode
+
+
+def _alone_too_big(index: int, request: Any, size: int) -> InvalidRequestSetError:
+    custom_id = request.get("custom_id") if isinstance(request, dict) else None
+    return InvalidRequestSetError(
+        f"Request {index} (custom_id {custom_id!r}) alone takes {size:,} bytes: a batch of it "
+        f"alone is past the API's limit of {MAX_BODY_BYTES:,} bytes, so no split can send it. "
+        "Shorten it or leave it out.",
+        index=index,
+        custom_id=custom_id,
+    )
+
+
+#: What the refusal of an oversized set tells the user to do.
+SPLIT_HINT = (
+    "split the requests over several batches: MessageBatchOperator(split_oversized=True) "
+    "cuts them into batches that fit and waits for them all"
+)
+
+
+class _Checked:
+    """The one pass: checks each request, adds it to the fingerprint and the spooled body.
+
+    ``seen`` (custom_id to index) may be shared by the shards of one set."""
+
+    def __init__(self, encode: Callable[[Any], bytes], seen: dict[str, int]) -> None:
         self._encode = encode
         self._digest = hashlib.sha256(b"[")
         self._body_bytes = _BODY_OVERHEAD
-        self._seen: dict[str, int] = {}
+        self._seen = seen
         self._tally = RequestTally()
-        self._count = 0
+        self.count = 0
         self._spool: IO[bytes] = _new_spool()
         self._spool.write(_BODY_HEAD)
 
     def add(self, index: int, request: Any) -> None:
         custom_id = request.get("custom_id") if isinstance(request, dict) else None
-        if index >= MAX_REQUESTS:
+        if self.count >= MAX_REQUESTS:
             raise InvalidRequestSetError(
                 f"Request {index} (custom_id {custom_id!r}) is past the limit of {MAX_REQUESTS:,} "
-                "requests per batch: split the requests over several batches (several tasks).",
+                f"requests per batch: {SPLIT_HINT}.",
                 index=index,
                 custom_id=custom_id,
             )
+        encoded = self.check(index, request)
+        if not self.fits(encoded):
+            raise InvalidRequestSetError(
+                f"Request {index} (custom_id {custom_id!r}) takes the encoded batch past the "
+                f"API's limit of {MAX_BODY_BYTES:,} bytes: {SPLIT_HINT}.",
+                index=index,
+                custom_id=custom_id,
+            )
+        self.append(encoded, request["params"])
+
+    def check(self, index: int, request: Any) -> bytes:
+        """Check one request (``index`` in the whole set); its canonical JSON."""
         _check_request(index, request, self._seen)
         try:
-            encoded = self._encode(request)
+            return self._encode(request)
         except (TypeError, ValueError) as exc:
+            custom_id = request.get("custom_id")
             raise InvalidRequestSetError(
                 f"Request {index} (custom_id {custom_id!r}) is not JSON: {exc}.",
                 index=index,
                 custom_id=custom_id,
             ) from None
-        self._body_bytes += len(encoded) + (1 if index else 0)
-        if self._body_bytes > MAX_BODY_BYTES:
-            raise InvalidRequestSetError(
-                f"Request {index} (custom_id {custom_id!r}) takes the encoded batch past the "
-                f"API's limit of {MAX_BODY_BYTES // 2**20} MB: split the requests over several "
-                "batches.",
-                index=index,
-                custom_id=custom_id,
-            )
-        if index:
+
+    def fits(self, encoded: bytes) -> bool:
+        """Whether one more request, encoded, keeps this set within the API's limits."""
+        grown = self._body_bytes + len(encoded) + (1 if self.count else 0)
+        return self.count < MAX_REQUESTS and grown <= MAX_BODY_BYTES
+
+    def append(self, encoded: bytes, params: Mapping[str, Any]) -> None:
+        """Add a checked request (its canonical JSON, and its params for the tally)."""
+        if self.count:
             encoded = b"," + encoded
+        self._body_bytes += len(encoded)
         self._digest.update(encoded)
         self._spool.write(encoded)
-        self._tally.add(request["params"])
-        self._count += 1
+        self._tally.add(params)
+        self.count += 1
 
     def finish(self, requests: list[dict[str, Any]] | None) -> RequestSet:
-        if not self._count:
+        if not self.count:
             raise InvalidRequestSetError("There are no requests: a batch needs at least one.")
         self._digest.update(b"]")
         self._spool.write(_BODY_TAIL)
@@ -292,7 +381,7 @@ class _Checked:
             requests,
             fingerprint,
             self._body_bytes,
-            count=self._count,
+            count=self.count,
             body=body,
             tally=self._tally,
         )

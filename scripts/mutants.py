@@ -310,8 +310,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "results_path writes but never hands the manifest to XCom",
         "operators/batch.py",
+        "                output_type=self.results_output_type,\n"
+        "            )\n"
         '            context["ti"].xcom_push(key="manifest", value=manifest)\n',
-        "            pass\n",
+        "                output_type=self.results_output_type,\n            )\n",
         (
             "tests/unit/operators/test_operator_dag.py::"
             "test_results_path_stores_the_results_and_pushes_the_manifest",
@@ -808,8 +810,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "a file's requests are all kept in memory",
         "request_set.py",
-        "        items, keep, encode = _read_path(source, options), False, _parsed_encoder()\n",
-        "        items, keep, encode = _read_path(source, options), True, _parsed_encoder()\n",
+        "        return _read_path(source, options), False, _parsed_encoder()\n",
+        "        return _read_path(source, options), True, _parsed_encoder()\n",
         (
             "tests/unit/operators/test_request_set_streaming.py::"
             "test_submitting_a_20_mb_file_grows_memory_by_a_few_mb",
@@ -901,8 +903,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "write_results ignores the connection's prices extra",
         "results/writer.py",
-        "price_table(settings.prices, price_overrides)",
-        "price_table(price_overrides)",
+        "price_table(settings.prices, overrides)",
+        "price_table(overrides)",
         (
             "tests/unit/results/test_cost.py::test_write_results_puts_the_cost_in_the_manifest_and_ends_the_log_with_one_line",
         ),
@@ -910,7 +912,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "the operator submits without checking the spend cap",
         "operators/batch.py",
-        "        self._check_spend(request_set)\n",
+        "        self._check_spend(request_set.tally)\n",
         "",
         (
             "tests/unit/operators/test_operator_spend_guard.py::test_one_cent_over_the_cap_fails_before_any_request",
@@ -1229,6 +1231,87 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/unit/testing/test_testing_events.py::"
             "test_an_event_driven_dag_runs_on_the_batches_this_deployment_submitted",
+        ),
+    ),
+    Mutant(
+        "a split set's shards share one identity (a retry re-creates shards)",
+        "operators/_shards.py",
+        "            shard_identity = replace(identity, shard=index)\n",
+        "            shard_identity = identity\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_retry_after_sigkill_after_shard_two_of_three_creates_only_shard_three",
+        ),
+    ),
+    Mutant(
+        "a shard is cut one request past the byte limit",
+        "request_set.py",
+        "        return self.count < MAX_REQUESTS and grown <= MAX_BODY_BYTES\n",
+        "        return self.count < MAX_REQUESTS and grown <= MAX_BODY_BYTES + 64\n",
+        (
+            "tests/unit/test_request_set_shards.py::test_shards_are_the_input_in_order_each_within_the_limits",
+        ),
+    ),
+    Mutant(
+        "custom_ids are checked per shard, not across the set",
+        "request_set.py",
+        "                current, kept = _Checked(encode, seen), []\n",
+        "                current, kept = _Checked(encode, {}), []\n",
+        ("tests/unit/test_request_set_shards.py::test_custom_ids_are_unique_across_shards",),
+    ),
+    Mutant(
+        "on_kill cancels only one shard",
+        "operators/batch.py",
+        "        for batch_id in self._waiting_for_shards or single:\n",
+        "        for batch_id in self._waiting_for_shards[:1] or single:\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_on_kill_in_the_worker_cancels_every_shard",
+        ),
+    ),
+    Mutant(
+        "a shard's give-up on the deadline cancels only that shard",
+        "operators/batch.py",
+        '            note = cancel_running(self.hook, batch_ids, "cancel_on_timeout=True")\n',
+        '            note = cancel_running(self.hook, [batch_id], "cancel_on_timeout=True")\n',
+        (
+            "tests/unit/operators/test_operator_shards.py::test_a_wait_past_its_deadline_cancels_every_shard",
+        ),
+    ),
+    Mutant(
+        "the split set's wait finishes before every shard ended",
+        "operators/batch.py",
+        "        if not running:\n            return self._finish_shards(batches, context)\n",
+        "        if True:\n            return self._finish_shards(batches, context)\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::test_a_split_set_waits_for_every_shard_and_writes_one_manifest",
+        ),
+    ),
+    Mutant(
+        "a deferred shard's kill cancels only its own batch",
+        "triggers/batch.py",
+        "        for batch_id in [self.batch_id, *self.cancel_with]:\n",
+        "        for batch_id in [self.batch_id]:\n",
+        (
+            "tests/unit/operators/test_operator_trigger_kill.py::test_on_kill_cancels_the_other_shards_it_names",
+        ),
+    ),
+    Mutant(
+        "a split set is submitted without the spend guard",
+        "operators/batch.py",
+        "        self._check_spend(RequestTally.merged(shard.tally for shard in shards))\n",
+        "        pass\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::"
+            "test_a_split_set_over_the_spend_cap_sends_nothing",
+        ),
+    ),
+    Mutant(
+        "a split set is accepted for submit-only",
+        "operators/batch.py",
+        "    if split_oversized and wait_for_completion is False:\n",
+        "    if False:\n",
+        (
+            "tests/unit/operators/test_operator_shards.py::"
+            "test_what_a_split_set_cannot_do_fails_at_dag_parse",
         ),
     ),
 )

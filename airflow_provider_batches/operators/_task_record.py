@@ -27,12 +27,14 @@ _MAX_VARIABLE_KEY = 250
 
 @dataclass(frozen=True)
 class TaskIdentity:
-    """The task instance a batch belongs to (its tries share it)."""
+    """The task instance a batch belongs to (its tries share it); ``shard`` (from 0) names one
+    batch of a split set, each with its own record, claim and intents."""
 
     dag_id: str
     run_id: str
     task_id: str
     map_index: int = -1
+    shard: int = -1
 
     @classmethod
     def from_context(cls, context: Any) -> TaskIdentity:
@@ -41,14 +43,18 @@ class TaskIdentity:
         return cls(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        value = asdict(self)
+        if self.shard < 0:  # the form (and digest) of records and claims written before shards
+            del value["shard"]
+        return value
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def __str__(self) -> str:
         suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
-        return f"{self.dag_id}.{self.task_id}{suffix} in run {self.run_id}"
+        shard = f" (shard {self.shard})" if self.shard >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}{shard} in run {self.run_id}"
 
 
 class RecordStore(Protocol):
@@ -64,17 +70,17 @@ class RecordStore(Protocol):
 class TaskStateStoreRecords:
     """The record in Airflow 3.3's ``task_state_store``."""
 
-    description = "task_state_store"
-
-    def __init__(self, accessor: Any) -> None:
+    def __init__(self, accessor: Any, key: str = RECORD_KEY) -> None:
         self._accessor = accessor
+        self.key = key
+        self.description = "task_state_store" if key == RECORD_KEY else f"task_state_store {key}"
 
     def get(self) -> dict[str, Any] | None:
-        value = self._accessor.get(RECORD_KEY)
+        value = self._accessor.get(self.key)
         return value if isinstance(value, dict) else None
 
     def set(self, record: dict[str, Any]) -> None:
-        self._accessor.set(RECORD_KEY, record)
+        self._accessor.set(self.key, record)
 
 
 class VariableRecords:
@@ -101,7 +107,8 @@ def record_store_for(context: Any, identity: TaskIdentity) -> RecordStore:
     """``task_state_store`` where Airflow offers it (3.3+), else the Variable fallback."""
     accessor = context.get("task_state_store") if hasattr(context, "get") else None
     if accessor is not None:
-        return TaskStateStoreRecords(accessor)
+        key = RECORD_KEY if identity.shard < 0 else f"{RECORD_KEY}.shard.{identity.shard}"
+        return TaskStateStoreRecords(accessor, key)
     return VariableRecords(identity)
 
 
@@ -177,13 +184,23 @@ def mark_resumed(store: RecordStore) -> None:
         store.set({**record, "deferred_try": None})
 
 
+def recorded_batch_ids(record: dict[str, Any] | None) -> list[str]:
+    """The batches a task instance's record names: its batch, or every shard of a split set."""
+    if record is None:
+        return []
+    if isinstance(record.get("batch_id"), str):
+        return [record["batch_id"]]
+    shards = record.get("shard_batch_ids")
+    return [str(batch_id) for batch_id in shards] if isinstance(shards, list) else []
+
+
 def interrupted_wait(record: dict[str, Any] | None, try_number: int) -> bool:
-    """Whether an earlier try deferred on the recorded batch and never resumed.
+    """Whether an earlier try deferred on the recorded batch (or shards) and never resumed.
 
     A new try only starts while an earlier one is deferred when a user cleared (or marked and
     then cleared) the task: a triggerer restart or move keeps the same try.
     """
-    if record is None or not isinstance(record.get("batch_id"), str):
+    if record is None or not recorded_batch_ids(record):
         return False
     waiting = record.get("deferred_try")
     return isinstance(waiting, int) and waiting < try_number

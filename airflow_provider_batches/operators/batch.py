@@ -25,6 +25,7 @@ from airflow_provider_batches.operators._request_defaults import (
 )
 from airflow_provider_batches.request_set import (
     RequestSet,
+    RequestTally,
     build_request_set,
     requests_from_prompts,
 )
@@ -123,6 +124,11 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         batch). Pass ``.output`` to ``MessageBatchSensor(batch_id=...)`` or
         ``MessageBatchResultsOperator(batch_id=...)``. No outcome policy applies and
         ``results_path`` cannot be set (nothing has ended yet).
+    :param split_oversized: Cut the requests, in order, into as many batches as the API's
+        limits need (100,000 requests, 256 MB each); the task waits for them all, the outcome
+        policy judges their summed counts, and the return value is the split set's XCom (a
+        dict with ``shards``; see docs/operator.md), also for a set that fits in one batch.
+        Without it, a set past a limit fails the task before any request is sent.
     """
 
     template_fields: Sequence[str] = (
@@ -172,10 +178,12 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         results_output_type: Any = None,
         results_max_invalid_ratio: float | None = None,
         wait_for_completion: bool = True,
+        split_oversized: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_submit_only(self.task_id, wait_for_completion, results_path)
+        check_split_options(self.task_id, split_oversized, wait_for_completion, results_output_type)
         check_structured_options(results_output_type, results_max_invalid_ratio, task=self.task_id)
         if (requests is None) == (prompts is None):
             raise InvalidTaskOptionError(
@@ -245,7 +253,9 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         self.results_output_type = results_output_type
         self.results_max_invalid_ratio = results_max_invalid_ratio
         self.wait_for_completion = wait_for_completion
+        self.split_oversized = split_oversized
         self._waiting_for: str | None = None
+        self._waiting_for_shards: list[str] = []
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -258,6 +268,12 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         check_mapped_options(kwargs, task=task)
         check_request_options(kwargs, task=task)
         check_submit_only(task, kwargs.get("wait_for_completion", True), kwargs.get("results_path"))
+        check_split_options(
+            task,
+            kwargs.get("split_oversized", False),
+            kwargs.get("wait_for_completion", True),
+            kwargs.get("results_output_type"),
+        )
         return super().partial(**kwargs)
 
     @property
@@ -267,6 +283,9 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
     def request_set(self) -> RequestSet:
         """The checked requests; raises :class:`InvalidRequestSetError` before any request."""
         options = self.request_options()
+        return build_request_set(self._request_source(), options)
+
+    def _request_source(self) -> Any:
         if self.prompts is not None:
             if isinstance(self.prompts, str):
                 raise InvalidRequestSetError(
@@ -275,7 +294,7 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
             source: Any = requests_from_prompts(self.prompts)
         else:
             source = self.requests
-        return build_request_set(source, options)
+        return source
 
     def request_options(self) -> RequestOptions:
         """What fills each request's gaps (the task's values, then the connection's defaults)
@@ -308,8 +327,10 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
             record_store_for,
         )
 
+        if self.split_oversized:
+            return self._execute_shards(context)
         request_set = self.request_set()
-        self._check_spend(request_set)
+        self._check_spend(request_set.tally)
         identity = TaskIdentity.from_context(context)
         store = record_store_for(context, identity)
         try_number = int(getattr(context["ti"], "try_number", 1) or 1)
@@ -347,6 +368,8 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         self, context: Context, event: Any = None, batch_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the wait: return the ended batch, or raise for a wait that gave up."""
+        if self.split_oversized:
+            return self._shard_complete(context, event)
         if batch_id is None and isinstance(event, dict):
             # Airflow releases differ in whether the defer kwargs come back; the event has it.
             batch_id = event.get("batch_id")
@@ -378,17 +401,21 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         return super().resume_execution(next_method, next_kwargs, context)
 
     def on_kill(self) -> None:
-        """A user killed the task while it waited in this worker: cancel its batch."""
-        if self._waiting_for is not None and self.cancel_on_kill:
-            cancel_quietly(self.hook, self._waiting_for, self.log)
+        """A user killed the task while it waited in this worker: cancel its batch (every
+        shard of a split set)."""
+        if not self.cancel_on_kill:
+            return
+        single = [self._waiting_for] if self._waiting_for is not None else []
+        for batch_id in self._waiting_for_shards or single:
+            cancel_quietly(self.hook, batch_id, self.log)
 
-    def _check_spend(self, request_set: RequestSet) -> None:
+    def _check_spend(self, tally: RequestTally) -> None:
         """Log the batch's cost bound; raise before any request if it is over max_cost_usd."""
         from airflow_provider_batches.cost.guard import check_spend, tally_bound
         from airflow_provider_batches.cost.prices import parse_price_rows, price_table
 
         table = price_table(self.hook.settings.prices, parse_price_rows(self.prices, "prices"))
-        bound = tally_bound(request_set.tally, table)
+        bound = tally_bound(tally, table)
         self.log.info("Cost bound of the batch: %s.", bound.describe(table))
         if bound.unpriced:
             self.log.warning("No price for %s: not in the bound.", ", ".join(bound.unpriced[:5]))
@@ -401,10 +428,13 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         the kill its trigger may not have (the new try can start before the trigger's on_kill
         runs). Past the wait's deadline it was a deadline passing: ``cancel_on_timeout`` rules.
         """
-        batch_id = str(record["batch_id"])
+        from airflow_provider_batches.operators._task_record import recorded_batch_ids
+
         deadline = record.get("deadline")
         timed_out = isinstance(deadline, int | float) and time.time() >= deadline
-        if self.cancel_on_timeout if timed_out else self.cancel_on_kill:
+        for batch_id in recorded_batch_ids(record):
+            if not (self.cancel_on_timeout if timed_out else self.cancel_on_kill):
+                break
             why = "its wait timed out" if timed_out else "a user killed its wait"
             self.log.info("Batch %s: %s in an earlier try; canceling it.", batch_id, why)
             batch = self.hook.retrieve_batch(batch_id)
@@ -417,15 +447,17 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
             TaskIdentity,
             mark_resumed,
             record_store_for,
+            recorded_batch_ids,
         )
 
         store = record_store_for(context, TaskIdentity.from_context(context))
         record = store.get()
         mark_resumed(store)
-        batch_id = None if record is None else record.get("batch_id")
-        if not isinstance(batch_id, str):
+        batch_ids = recorded_batch_ids(record)
+        if record is None or not batch_ids:
             return
-        deadline = record.get("deadline") if record is not None else None
+        batch_id = ", ".join(batch_ids)
+        deadline = record.get("deadline")
         past_deadline = isinstance(deadline, int | float) and time.time() >= deadline
         if failure.get("error") == DEFERRAL_TIMED_OUT and past_deadline:
             if not self.cancel_on_timeout:
@@ -434,10 +466,11 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
                     batch_id,
                 )
                 return
-            batch = self.hook.retrieve_batch(batch_id)
-            if not batch.is_ended and batch.cancel_initiated_at is None:
-                self.log.info("Batch %s: the wait's deadline passed; canceling it.", batch_id)
-                cancel_quietly(self.hook, batch_id, self.log)
+            for each in batch_ids:
+                batch = self.hook.retrieve_batch(each)
+                if not batch.is_ended and batch.cancel_initiated_at is None:
+                    self.log.info("Batch %s: the wait's deadline passed; canceling it.", each)
+                    cancel_quietly(self.hook, each, self.log)
             return
         self.log.warning(
             "Batch %s was left running: its wait failed in the triggerer (%s), not the batch. "
@@ -500,6 +533,118 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
             check_invalid_answers(manifest, self.results_max_invalid_ratio)
         return finish_batch(self.policy, batch, context, self.log)
 
+    def _execute_shards(self, context: Context) -> Any:
+        """``split_oversized=True``: submit each shard, then wait for them all (see
+        :mod:`airflow_provider_batches.operators._shards`)."""
+        from airflow_provider_batches.operators._shards import submit_shards
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            interrupted_wait,
+            record_store_for,
+        )
+        from airflow_provider_batches.request_set import build_request_shards
+
+        shards = build_request_shards(self._request_source(), self.request_options())
+        self._check_spend(RequestTally.merged(shard.tally for shard in shards))
+        identity = TaskIdentity.from_context(context)
+        store = record_store_for(context, identity)
+        record = store.get()
+        if record is not None and interrupted_wait(record, _try_number(context)):
+            self._stop_interrupted_wait(record)
+        batches = submit_shards(self.hook, context, identity, store, shards, resubmit=self.resubmit)
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        return self._wait_for_shards(context, [batch.id for batch in batches], deadline)
+
+    def _wait_for_shards(
+        self, context: Context, batch_ids: list[str], deadline: Any
+    ) -> dict[str, Any]:
+        """Wait for each shard still running, one after another (in this worker, or deferring
+        on each in turn with the others to cancel on a kill); then finish the whole set."""
+        from airflow_provider_batches.operators._shards import unended
+
+        self._waiting_for_shards = batch_ids
+        batches, running = unended(self.hook, batch_ids)
+        if running and not self.deferrable:
+            for batch_id in running:
+                event = validate_event(wait_in_worker(self._trigger(batch_id, deadline)), batch_id)
+                if event["status"] != "success":
+                    raise self._shards_gave_up(batch_ids, batch_id, event)
+            batches, running = unended(self.hook, batch_ids)
+        if not running:
+            return self._finish_shards(batches, context)
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            mark_waiting,
+            record_store_for,
+        )
+
+        store = record_store_for(context, TaskIdentity.from_context(context))
+        mark_waiting(store, _try_number(context), deadline)
+        trigger = self._trigger(running[0], deadline)
+        trigger.cancel_with = running[1:]
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=None
+            if deadline is None
+            else timedelta(seconds=max(0.0, deadline - time.time()) + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def _shard_complete(self, context: Context, event: Any) -> dict[str, Any]:
+        """Resume after one shard's wait: wait for the next, or finish the set."""
+        from airflow_provider_batches.operators._task_record import (
+            TaskIdentity,
+            mark_resumed,
+            record_store_for,
+            recorded_batch_ids,
+        )
+
+        store = record_store_for(context, TaskIdentity.from_context(context))
+        record = store.get() or {}
+        mark_resumed(store)
+        batch_ids = recorded_batch_ids(record)
+        batch_id = event.get("batch_id") if isinstance(event, dict) else None
+        if not batch_ids or batch_id not in batch_ids:
+            raise ValueError(f"{self.task_id}: resumed without the shards it waited for.")
+        event = validate_event(event, batch_id)
+        if event["status"] != "success":
+            raise self._shards_gave_up(batch_ids, batch_id, event)
+        return self._wait_for_shards(context, batch_ids, record.get("deadline"))
+
+    def _shards_gave_up(
+        self, batch_ids: list[str], batch_id: str, event: dict[str, Any]
+    ) -> Exception:
+        """The wait for one shard gave up: on the wait's own deadline (``cancel_on_timeout``)
+        every shard still running is canceled; otherwise all are left as they are."""
+        if own_deadline_passed(event) and self.cancel_on_timeout:
+            from airflow_provider_batches.operators._shards import cancel_running
+
+            note = cancel_running(self.hook, batch_ids, "cancel_on_timeout=True")
+            return gave_up_error(event, batch_id, f". The wait's deadline passed: {note}.")
+        others = ", ".join(other for other in batch_ids if other != batch_id)
+        note = self._after_giving_up(batch_id, event)
+        return gave_up_error(event, batch_id, f"{note} Other shards left as they are: {others}.")
+
+    def _finish_shards(self, batches: list[MessageBatch], context: Context) -> dict[str, Any]:
+        from airflow_provider_batches.operators._shards import finish_shards
+
+        self._waiting_for_shards = []
+        if self.results_path:
+            from airflow_provider_batches.results.writer import write_shard_results
+
+            manifest = write_shard_results(
+                self.hook,
+                batches,
+                self.results_path,
+                overwrite=self.results_overwrite,
+                split_by_type=self.results_split_by_type,
+                prices=self.prices,
+            )
+            context["ti"].xcom_push(key="manifest", value=manifest)
+        for batch in batches:
+            metrics.batch_ended(self.conn_id, batch)
+        return finish_shards(self.policy, batches, context, self.log)
+
     def _trigger(self, batch_id: str, deadline: float | None) -> MessageBatchTrigger:
         from airflow_provider_batches.triggers.batch import MessageBatchTrigger
 
@@ -527,6 +672,25 @@ def check_max_cost(value: Any, task_id: str) -> float | None:
     return float(value)
 
 
+def check_split_options(
+    task: str, split_oversized: Any, wait_for_completion: Any, results_output_type: Any
+) -> None:
+    """What a split set does not support yet fails at DAG parse, naming the alternative."""
+    if not isinstance(split_oversized, bool):
+        raise ValueError(f"{task}: split_oversized must be True or False, got {split_oversized!r}.")
+    if split_oversized and wait_for_completion is False:
+        raise ValueError(
+            f"{task}: split_oversized=True needs wait_for_completion=True (a submit-only task "
+            "returns one batch id). Split the requests over mapped submit-only tasks instead."
+        )
+    if split_oversized and results_output_type is not None:
+        raise ValueError(
+            f"{task}: results_output_type is not supported with split_oversized=True yet. "
+            "Validate the split set's results.jsonl downstream with MessageBatchResultsOperator "
+            "per shard, or leave results_output_type unset."
+        )
+
+
 def check_submit_only(task: str, wait_for_completion: Any, results_path: Any) -> None:
     """``wait_for_completion`` is a bool, and ``False`` leaves nothing to store results of."""
     if not isinstance(wait_for_completion, bool):
@@ -540,6 +704,10 @@ def check_submit_only(task: str, wait_for_completion: Any, results_path: Any) ->
             "MessageBatchResultsOperator(batch_id=<this task>.output, results_path=...) after "
             "a MessageBatchSensor."
         )
+
+
+def _try_number(context: Context) -> int:
+    return int(getattr(context["ti"], "try_number", 1) or 1)
 
 
 def own_deadline_passed(event: dict[str, Any]) -> bool:

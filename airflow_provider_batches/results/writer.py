@@ -198,9 +198,7 @@ def write_results(
         raise
     entries = {key: stored.close() for key, stored in files.items()}
     manifest = builder.build(ended, str(prefix), entries, counts)
-    manifest["cost"] = cost_section(
-        builder.model_usage, price_table(settings.prices, price_overrides)
-    )
+    manifest["cost"] = _cost(builder, settings, price_overrides)
     if sorter is not None:
         manifest["structured"] = sorter.summary()
     (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
@@ -213,8 +211,7 @@ def write_results(
         entries["results"]["bytes"],
         entries["results"]["sha256"],
     )
-    log.info("%s", summary_line(manifest))
-    metrics.results_written(settings.conn_id, manifest)
+    _report_written(settings, manifest)
     if sorter is not None:
         log.info(
             "Answers of batch %s against %s: %d parsed, %d invalid %s.",
@@ -226,6 +223,92 @@ def write_results(
         )
         check_invalid_answers(manifest, max_invalid_ratio)
     return manifest
+
+
+def write_shard_results(
+    hook: BatchSource,
+    batches: list[MessageBatch],
+    results_path: str | ObjectStoragePath,
+    *,
+    overwrite: bool = False,
+    split_by_type: bool = False,
+    prices: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store the results of every shard of a split request set (ended batches, in shard
+    order) under one prefix, ``results_path/<first shard's batch id>-shards/``: one
+    ``results.jsonl`` (shard after shard) and one manifest, whose ``shards`` holds each
+    shard's batch id and line counts; ``line_counts`` and ``usage`` cover them all."""
+    price_overrides = parse_price_rows(prices, "prices")
+    set_id = f"{validate_batch_id(batches[0].id)}-shards"
+    prefix = _as_path(results_path) / set_id
+    if not overwrite:
+        existing = verified_manifest(prefix, set_id, split_by_type)
+        if existing is not None and [s["batch_id"] for s in existing.get("shards", ())] == [
+            batch.id for batch in batches
+        ]:
+            log.info("Results of %s are complete in %s; not downloading.", set_id, prefix)
+            return existing
+    settings = hook.settings
+    for batch in batches:
+        results_url_for(settings, batch, ())
+    _clear(prefix)
+    prefix.mkdir(parents=True, exist_ok=True)
+    files = {"results": _HashingFile(prefix / RESULTS_NAME)}
+    if split_by_type:
+        files.update({kind: _HashingFile(prefix / name) for kind, name in TYPE_FILE_NAMES.items()})
+    builder = ManifestBuilder()
+    counts = ReadCounts()
+    shards = []
+    try:
+        for batch in batches:
+            shard_builder = ManifestBuilder()
+            for line in iter_result_lines(
+                settings, batch, max_line_bytes=line_bound(None), counts=counts
+            ):
+                files["results"].add(line.raw)
+                kind_file = files.get(line.result.type) if split_by_type else None
+                if kind_file is not None:
+                    kind_file.add(line.raw)
+                builder.add(line.result)
+                shard_builder.add(line.result)
+            shard_counts = dict(shard_builder.counts)
+            shards.append(
+                {
+                    "batch_id": batch.id,
+                    "line_counts": {**shard_counts, "total": sum(shard_counts.values())},
+                }
+            )
+    except BaseException:
+        for stored in files.values():
+            stored.abort()
+        raise
+    entries = {key: stored.close() for key, stored in files.items()}
+    manifest = builder.build(batches[0], str(prefix), entries, counts)
+    del manifest["batch"]
+    manifest.update({"batch_id": set_id, "shards": shards})
+    manifest["cost"] = _cost(builder, settings, price_overrides)
+    (prefix / MANIFEST_NAME).write_bytes(json.dumps(manifest, indent=1).encode())
+    log.info(
+        "Wrote %d results of %d shards to %s.",
+        manifest["line_counts"]["total"],
+        len(batches),
+        prefix,
+    )
+    _report_written(settings, manifest)
+    return manifest
+
+
+def _cost(
+    builder: ManifestBuilder, settings: ClientSettings, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The manifest's cost section: the shipped prices, then the connection's, then the task's."""
+    return cost_section(builder.model_usage, price_table(settings.prices, overrides))
+
+
+def _report_written(settings: ClientSettings, manifest: dict[str, Any]) -> None:
+    """The task log's summary line and the metrics of freshly written results."""
+    log.info("%s", summary_line(manifest))
+    metrics.results_written(settings.conn_id, manifest)
 
 
 def _clear(prefix: ObjectStoragePath) -> None:

@@ -58,6 +58,8 @@ class MessageBatchTrigger(BaseTrigger):
     :param cancel_on_kill: Cancel the batch when a user kills the deferred task (Airflow 3.3+:
         mark failed or success, clear); never when the trigger only moves or restarts (see
         :mod:`airflow_provider_batches.triggers.kill`).
+    :param cancel_with: Other batches canceled with this one on such a kill (the other shards
+        of a split request set, which the operator waits for one after another).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class MessageBatchTrigger(BaseTrigger):
         error_tolerance: float = DEFAULT_ERROR_TOLERANCE,
         log_interval: float = DEFAULT_LOG_INTERVAL,
         cancel_on_kill: bool = False,
+        cancel_with: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if poll_interval <= 0:
@@ -88,6 +91,7 @@ class MessageBatchTrigger(BaseTrigger):
         self.error_tolerance = float(error_tolerance)
         self.log_interval = float(log_interval)
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.cancel_with = [str(batch_id) for batch_id in cancel_with]
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -102,6 +106,7 @@ class MessageBatchTrigger(BaseTrigger):
                 "error_tolerance": self.error_tolerance,
                 "log_interval": self.log_interval,
                 "cancel_on_kill": self.cancel_on_kill,
+                **({"cancel_with": self.cancel_with} if self.cancel_with else {}),
             },
         )
 
@@ -133,14 +138,16 @@ class MessageBatchTrigger(BaseTrigger):
         if not cancel:
             self.log.info("Batch %s: not canceling, %s.", self.batch_id, why)
             return
-        try:
-            batch = await MessageBatchHook(self.conn_id).acancel_batch(self.batch_id)
-        except MessageBatchError as error:
-            self.log.warning("Batch %s: cancel after the kill failed: %s", self.batch_id, error)
-            return
-        self.log.info(
-            "Batch %s: canceled (%s); now %s.", self.batch_id, why, batch.processing_status
-        )
+        hook = MessageBatchHook(self.conn_id)
+        for batch_id in [self.batch_id, *self.cancel_with]:
+            try:
+                batch = await hook.acancel_batch(batch_id)
+            except MessageBatchError as error:
+                self.log.warning("Batch %s: cancel after the kill failed: %s", batch_id, error)
+                continue
+            self.log.info(
+                "Batch %s: canceled (%s); now %s.", batch_id, why, batch.processing_status
+            )
 
     @property
     def log(self) -> Any:

@@ -53,6 +53,36 @@ for dag_id, operator_kwargs in OPERATOR_VARIANTS.items():
         received(submit.output)
     globals()[dag_id] = dag
 
+# split_oversized=True: the tests lower the limits so that a few requests make several shards.
+for dag_id, operator_kwargs in {
+    "operator_split": {"deferrable": True},
+    "operator_split_in_worker": {"deferrable": False},
+    "operator_split_timeout": {"deferrable": False, "timeout": 1.5},
+}.items():
+    with DAG(dag_id, schedule=None, catchup=False, tags=["test"]) as dag:
+
+        @task
+        def make_requests() -> list[dict[str, Any]]:
+            conf = get_current_context()["dag_run"].conf
+            return list(conf["requests"])
+
+        submit = MessageBatchOperator(
+            task_id="submit",
+            requests=make_requests(),
+            split_oversized=True,
+            results_path="{{ dag_run.conf.get('results_path', '') }}",
+            poll_interval=0.2,
+            retries=0,
+            **operator_kwargs,
+        )
+
+        @task
+        def received(batch: dict[str, Any]) -> dict[str, Any]:
+            return {"shards": batch["batch_ids"], "succeeded": batch["request_counts"]["succeeded"]}
+
+        received(submit.output)
+    globals()[dag_id] = dag
+
 with DAG("operator_from_path", schedule=None, catchup=False, tags=["test"]) as from_path:
     MessageBatchOperator(
         task_id="submit",

@@ -131,7 +131,7 @@ def test_the_bound_is_logged_with_or_without_a_cap_and_under_it_nothing_is_raise
     fake: FakeBatchesServer, fake_conn: str, capsys: pytest.CaptureFixture[str], cap: Any
 ) -> None:
     operator = _operator(fake_conn, _requests([1000] * 4), max_cost_usd=cap)  # $0.04
-    operator._check_spend(operator.request_set())
+    operator._check_spend(operator.request_set().tally)
     assert "Cost bound of the batch: $0.04" in capsys.readouterr().out
 
 
@@ -139,7 +139,7 @@ def test_without_a_cap_an_unpriced_model_is_only_named_in_a_warning(
     fake: FakeBatchesServer, fake_conn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     operator = _operator(fake_conn, _requests([10], model="claude-nameless"))
-    operator._check_spend(operator.request_set())
+    operator._check_spend(operator.request_set().tally)
     out = capsys.readouterr().out
     assert "Cost bound of the batch: $0.00" in out
     assert "No price for claude-nameless: not in the bound." in out
@@ -235,5 +235,5 @@ def test_a_file_s_bound_comes_from_the_one_pass_not_the_requests_parsed_again(
     operator.requests = str(path)
     request_set = operator.request_set()
     monkeypatch.setattr(RequestSet, "requests", property(parsed_again))
-    operator._check_spend(request_set)
+    operator._check_spend(request_set.tally)
     assert "Cost bound of the batch: $0.04" in capsys.readouterr().out

@@ -150,3 +150,17 @@ def test_sensor_and_operator_pass_cancel_on_kill() -> None:
     assert sensor._trigger(None).cancel_on_kill is True
     operator = MessageBatchOperator(task_id="o", requests=[])
     assert operator._trigger("msgbatch_x", None).cancel_on_kill is True
+
+
+async def test_on_kill_cancels_the_other_shards_it_names(
+    fake: FakeBatchesServer, fake_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred split set waits on one shard at a time; a user kill cancels every shard."""
+    ids = [fake.create_batch(num_requests=1, ends_after=None)["id"] for _ in range(3)]
+    _install(monkeypatch, StubComms({"r": {"submit": "failed"}}))
+    trigger = _trigger(ids[0], fake_conn, cancel_on_kill=True, cancel_with=ids[1:])
+    assert MessageBatchTrigger(**trigger.serialize()[1]).cancel_with == ids[1:]
+
+    await trigger.on_kill()
+
+    assert [fake.request_count(batch_id, "POST") for batch_id in ids] == [1, 1, 1]
