@@ -40,7 +40,6 @@ from airflow_provider_batches._http.send import (
 from airflow_provider_batches.batch_ids import validate_batch_id
 from airflow_provider_batches.exceptions import InvalidBatchIdError, MessageBatchError
 from airflow_provider_batches.models import MessageBatch, MessageBatchPage
-from airflow_provider_batches.request_set import RequestSet
 from airflow_provider_batches.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from airflow_provider_batches.request_set import RequestSet
     from airflow_provider_batches.results import BatchResult
 
 #: The most batches one list request returns (the API's limit).
@@ -542,6 +542,8 @@ def _create_request(
     settings: ClientSettings, requests: Sequence[dict[str, Any]] | RequestSet
 ) -> ApiRequest:
     url = settings.batches_url()
+    from airflow_provider_batches.request_set import RequestSet  # not at parse time
+
     if isinstance(requests, RequestSet):
         return ApiRequest("POST", url, None, idempotent=False, content=requests.body)
     if not requests:

@@ -24,10 +24,13 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.request_set import RequestSet
+
+if TYPE_CHECKING:
+    from airflow_provider_batches.request_set import RequestSet
+
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,8 @@ def batch_created(conn_id: str | None, requests: Iterable[Mapping[str, Any]] | R
     from what its check pass kept, never by reading a spooled file back)."""
     count("batches.created", 1, conn_id=conn_id)
     per_model: dict[str, int] = {}
+    from airflow_provider_batches.request_set import RequestSet  # not at parse time
+
     if isinstance(requests, RequestSet):
         per_model = {model: tally.requests for model, tally in requests.tally.models.items()}
         requests = ()
