@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1410,6 +1411,12 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="run only the mutants with these names")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=max(2, os.cpu_count() or 1),
+        help="mutants run at once (default: the CPU count, at least 2)",
+    )
+    parser.add_argument(
         "--table", action="store_true", help="print the docs/reliability.md table and exit"
     )
     args = parser.parse_args()
@@ -1440,26 +1447,34 @@ def main() -> int:
         print(f"baseline: {len(selection)} tests pass on the unmutated package")
 
         survivors: list[str] = []
-        for index, mutant in enumerate(mutants):
+
+        def run_one(index: int) -> tuple[int, str]:
             copy_root = workdir / f"check{index}"  # already mutated above
             check_import_source(copy_root)
-            code, output = run_tests(copy_root, mutant.tests)
-            if code == HUNG:
-                print(output[-5000:])
-                raise SystemExit(f"{mutant.name!r}: the tests outlived every time bound (hang)")
-            if code == 1:
-                verdict = "killed"
-            elif code == 0:
-                verdict = "SURVIVED"
-                survivors.append(mutant.name)
-            else:
-                print(output)
-                raise SystemExit(f"{mutant.name!r}: pytest could not run (exit status {code})")
-            print(f"{verdict:8} {mutant.name}")
-            failed = [line for line in output.splitlines() if line.startswith("FAILED")]
-            reason = next((line for line in output.splitlines() if line.startswith("E ")), "")
-            for line in failed + [reason.strip()][: bool(reason)]:
-                print(f"         {line[:200]}")
+            return run_tests(copy_root, mutants[index].tests)
+
+        # Each mutant runs in its own copy and its own pytest process (its own Airflow home and
+        # ports), so several run at once; the tests mostly wait on servers.
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for mutant, (code, output) in zip(
+                mutants, pool.map(run_one, range(len(mutants))), strict=True
+            ):
+                if code == HUNG:
+                    print(output[-5000:])
+                    raise SystemExit(f"{mutant.name!r}: the tests outlived every time bound (hang)")
+                if code == 1:
+                    verdict = "killed"
+                elif code == 0:
+                    verdict = "SURVIVED"
+                    survivors.append(mutant.name)
+                else:
+                    print(output)
+                    raise SystemExit(f"{mutant.name!r}: pytest could not run (exit status {code})")
+                print(f"{verdict:8} {mutant.name}", flush=True)
+                failed = [line for line in output.splitlines() if line.startswith("FAILED")]
+                reason = next((line for line in output.splitlines() if line.startswith("E ")), "")
+                for line in failed + [reason.strip()][: bool(reason)]:
+                    print(f"         {line[:200]}")
     killed = len(mutants) - len(survivors)
     print(f"{killed}/{len(mutants)} mutants killed in {time.monotonic() - started:.0f} s")
     if survivors:
