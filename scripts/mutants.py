@@ -988,9 +988,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "results/structured.py",
         "_DECODER = json.JSONDecoder(parse_constant=_no_constant)",
         "_DECODER = json.JSONDecoder()",
-        (
-            "tests/unit/results/test_structured_results.py::test_every_kind_of_answer_is_sorted_as_expected",
-        ),
+        ("tests/unit/results/test_structured_results.py::test_nan_and_infinity_are_not_json",),
     ),
     Mutant(
         "structured results: a JSON schema error quotes a huge answer",

@@ -84,6 +84,18 @@ def test_every_kind_of_answer_is_sorted_as_expected(name: str, case: Case) -> No
     assert (sorter.parsed, sorter.invalid) == ((1, 0) if kind == "parsed" else (0, 1))
 
 
+@pytest.mark.parametrize("name", OUTPUT_TYPES)
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(name: str, constant: str) -> None:
+    """JSON has no NaN or Infinity; Python's json module reads them unless told not to."""
+    sorter = AnswerSorter(resolve_output_type(OUTPUT_TYPES[name]))
+    sorted_answer = sorter.sort(_succeeded("req-1", text(f'{{"title": "a", "stars": {constant}}}')))
+    assert sorted_answer is not None
+    kind, raw = sorted_answer
+    assert kind == "invalid"
+    assert json.loads(raw)["reason"] == "not_json"
+
+
 def test_results_other_than_succeeded_are_not_answers() -> None:
     sorter = AnswerSorter(resolve_output_type(Review))
     for kind in ("canceled", "expired"):
