@@ -160,18 +160,18 @@ def gauge(name: str, value: float, *, conn_id: str | None, **tags: str | None) -
 def batch_created(conn_id: str | None, requests: Iterable[Mapping[str, Any]] | RequestSet) -> None:
     """One batch created: ``batches.created``, and its requests per model (a request set's
     from what its check pass kept, never by reading a spooled file back)."""
-    count("batches.created", 1, conn_id=conn_id)
-    per_model: dict[str, int] = {}
     from airflow_provider_batches.request_set import RequestSet  # not at parse time
 
+    count("batches.created", 1, conn_id=conn_id)
     if isinstance(requests, RequestSet):
         per_model = {model: tally.requests for model, tally in requests.tally.models.items()}
-        requests = ()
-    for request in requests:
-        params = request.get("params")
-        model = params.get("model") if isinstance(params, Mapping) else None
-        key = model if isinstance(model, str) else "unknown"
-        per_model[key] = per_model.get(key, 0) + 1
+    else:
+        per_model = {}
+        for request in requests:
+            params = request.get("params")
+            model = params.get("model") if isinstance(params, Mapping) else None
+            key = model if isinstance(model, str) else "unknown"
+            per_model[key] = per_model.get(key, 0) + 1
     for model, requests_of_model in sorted(per_model.items()):
         count("requests.submitted", requests_of_model, conn_id=conn_id, model=model)
 
