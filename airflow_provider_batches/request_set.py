@@ -546,13 +546,12 @@ def _open_stream(source: Any) -> Any:
     if isinstance(source, str):
         _check_path_string(source)
     try:
-        path = _open_target(source)
-    except ValueError as exc:  # e.g. a URL scheme no filesystem is installed for
+        return _open_target(source).open("rb")
+    except ValueError as exc:  # a URL scheme no filesystem is installed for (Airflow 3.0 finds
+        # that out only when opening, later releases when the path is made)
         raise InvalidRequestSetError(
             f"requests names a location that cannot be read ({exc}): {_shown(source)}."
         ) from None
-    try:
-        return path.open("rb")
     except FileNotFoundError:
         problem = "no such file"
     except OSError as exc:
