@@ -11,6 +11,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,26 @@ def rss_now_kb() -> int:
     except OSError:
         pass
     return 0
+
+
+class PeakRss:
+    """Peak RSS above the level when it was created, sampled on a thread."""
+
+    def __init__(self) -> None:
+        self.baseline = rss_now_kb()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_now_kb())
+
+    def growth_mb(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return (max(self.peak, rss_now_kb()) - self.baseline) / 1024
 
 
 def peak_rss_kb() -> int:

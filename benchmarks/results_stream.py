@@ -27,13 +27,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOC_PATH, OFFICIAL_VENV_PYTHON, REPO_ROOT, cpu_seconds, rss_now_kb
+from _common import DOC_PATH, OFFICIAL_VENV_PYTHON, REPO_ROOT, PeakRss, cpu_seconds
 
 API_KEY = "sk-ant-bench-results-key"
 S3_CONN = "aws_bench"
@@ -42,26 +41,6 @@ DOC_START = "<!-- results_stream:start -->"
 DOC_END = "<!-- results_stream:end -->"
 TARGET_RSS_MB = 64.0
 TARGET_FILE_MBPS = 50.0
-
-
-class PeakRss:
-    """Peak RSS above the level when it was created, sampled on a thread."""
-
-    def __init__(self) -> None:
-        self.baseline = rss_now_kb()
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_now_kb())
-
-    def growth_mb(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return (max(self.peak, rss_now_kb()) - self.baseline) / 1024
 
 
 # ---- children ---------------------------------------------------------------------------------

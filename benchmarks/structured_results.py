@@ -28,13 +28,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOC_PATH, REPO_ROOT, cpu_seconds, rss_now_kb
+from _common import DOC_PATH, REPO_ROOT, PeakRss, cpu_seconds
 
 API_KEY = "sk-ant-bench-structured-key"
 DOC_START = "<!-- structured_results:start -->"
@@ -92,26 +91,6 @@ def answers() -> list[list[dict[str, Any]]]:
         [{"type": "text", "text": json.dumps({**review, "stars": 11})}],
         [{"type": "tool_use", "id": "t", "name": "n", "input": {"title": 3, "summary": ""}}],
     ]
-
-
-class PeakRss:
-    """Peak RSS above the level when it was created, sampled on a thread."""
-
-    def __init__(self) -> None:
-        self.baseline = rss_now_kb()
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_now_kb())
-
-    def growth_mb(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return (max(self.peak, rss_now_kb()) - self.baseline) / 1024
 
 
 def _child(variant: str, batch_id: str, warm_id: str, out: str) -> dict[str, Any]:
