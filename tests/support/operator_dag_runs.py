@@ -21,8 +21,9 @@ def requests_for(count: int, prefix: str = "req") -> list[dict[str, Any]]:
     ]
 
 
-def use_variable_records() -> None:
-    """Keep records in Variables (the 3.0-3.2 fallback) in this process.
+def use_variable_records(monkeypatch: Any = None) -> None:
+    """Keep records in Variables (the 3.0-3.2 fallback): until ``monkeypatch`` undoes it, or for
+    the rest of this process without one (a subprocess runner).
 
     ``dag.test()`` deletes and recreates the DAG run it re-runs, and with it the run's
     ``task_state_store`` rows; Variables survive, so re-runs of one logical date behave like a
@@ -30,7 +31,13 @@ def use_variable_records() -> None:
     """
     from airflow_provider_batches.operators import _task_record as task_record
 
-    task_record.record_store_for = lambda context, identity: task_record.VariableRecords(identity)
+    def variable_records(context: Any, identity: Any) -> Any:
+        return task_record.VariableRecords(identity)
+
+    if monkeypatch is None:
+        task_record.record_store_for = variable_records
+    else:
+        monkeypatch.setattr(task_record, "record_store_for", variable_records)
 
 
 def load_dag(dag_id: str) -> Any:

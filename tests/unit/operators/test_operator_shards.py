@@ -7,14 +7,13 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import API_KEY, SUPPORT_DIR
-from operator_dag_runs import requests_for, run_dag, use_variable_records
+from operator_dag_runs import requests_for, run_dag
 
 from airflow_provider_batches import request_set
 from airflow_provider_batches.testing import FakeBatchesServer
@@ -22,13 +21,6 @@ from airflow_provider_batches.testing import FakeBatchesServer
 pytestmark = [pytest.mark.airflow_db]
 
 RUNNER = SUPPORT_DIR / "operator_kill_runner.py"
-
-
-@pytest.fixture
-def op_fake(airflow_db: object, set_connection: Any) -> Iterator[FakeBatchesServer]:
-    with FakeBatchesServer(api_key=API_KEY, processing_seconds=1.0) as server:
-        set_connection("anthropic_default", server.base_url, max_retries=1)
-        yield server
 
 
 @pytest.fixture
@@ -74,9 +66,8 @@ def test_a_split_set_waits_for_every_shard_and_writes_one_manifest(
 
 
 def test_retry_after_sigkill_after_shard_two_of_three_creates_only_shard_three(
-    op_fake: FakeBatchesServer, two_per_batch: None
+    op_fake: FakeBatchesServer, two_per_batch: None, variable_records: None
 ) -> None:
-    use_variable_records()
     when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
     conf = {"requests": requests_for(6)}
     first = subprocess.run(

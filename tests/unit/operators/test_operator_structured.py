@@ -5,24 +5,14 @@ stored results, the manifest is pushed before results_max_invalid_ratio fails th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import API_KEY
 from operator_dag_runs import load_dag, requests_for, run_dag
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = pytest.mark.airflow_db
-
-
-@pytest.fixture
-def op_fake(airflow_db: object, set_connection: Any) -> Iterator[FakeBatchesServer]:
-    with FakeBatchesServer(api_key=API_KEY, processing_seconds=1.0) as server:
-        set_connection("anthropic_default", server.base_url, max_retries=1)
-        yield server
 
 
 def test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed(

@@ -82,10 +82,8 @@ def test_submit_only_returns_the_id_that_the_sensor_and_results_operator_take(
 def test_a_clear_after_the_create_re_attaches(
     op_fake: FakeBatchesServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from airflow_provider_batches.operators import _task_record as task_record
 
-    monkeypatch.setattr(task_record, "record_store_for", task_record.record_store_for)
-    use_variable_records()
+    use_variable_records(monkeypatch)
     when = datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     conf = {"requests": requests_for(2), "results_path": f"file://{tmp_path}"}
     _, _, first = _run("operator_submit_only", conf, logical_date=when)

@@ -12,35 +12,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import API_KEY, SUPPORT_DIR, wait_until
-from operator_dag_runs import requests_for, run_dag, use_variable_records
+from operator_dag_runs import requests_for, run_dag
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = [pytest.mark.matrix, pytest.mark.airflow_db]
 
 RUNNER = SUPPORT_DIR / "operator_kill_runner.py"
-
-
-@pytest.fixture
-def op_fake(airflow_db: object, set_connection: Any) -> Iterator[FakeBatchesServer]:
-    with FakeBatchesServer(api_key=API_KEY, processing_seconds=1.0) as server:
-        set_connection("anthropic_default", server.base_url, max_retries=1)
-        yield server
-
-
-@pytest.fixture
-def variable_records(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_batches.operators import _task_record as task_record
-
-    monkeypatch.setattr(task_record, "record_store_for", task_record.record_store_for)
-    use_variable_records()
 
 
 def _same_airflow_env() -> dict[str, str]:

@@ -485,11 +485,9 @@ def test_a_dag_reads_records_with_a_template_and_the_connection_s_model(
     from operator_dag_runs import DAGS_DIR, run_dag, use_variable_records
 
     from airflow_provider_batches.hooks.batch import MessageBatchHook
-    from airflow_provider_batches.operators import _task_record as task_record
 
     # Variable records: dag.test() drops the run's task_state_store rows when it re-runs it.
-    monkeypatch.setattr(task_record, "record_store_for", task_record.record_store_for)
-    use_variable_records()
+    use_variable_records(monkeypatch)
     monkeypatch.setattr(operator_dag_runs, "DAG_FILE", DAGS_DIR / "request_defaults.py")
     path = _jsonl(tmp_path / "reviews.jsonl", REVIEWS)
     when = datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
