@@ -147,11 +147,9 @@ def test_a_trigger_that_failed_without_an_event_cancels_only_past_the_deadline(
     """Airflow resumes the task with ``__fail__`` when the triggerer failed the trigger or
     the deferral timed out. Only a deferral timeout past the wait's deadline may cancel; and
     whatever the failure, the next try must not take the deferral for a user kill."""
-    from airflow_provider_batches._compat import airflow_version
-
-    if airflow_version() >= (3, 1):
+    try:
         from airflow.sdk.exceptions import TaskDeferralError, TaskDeferralTimeout
-    else:  # where Airflow 3.0 defines them
+    except ImportError:  # where Airflow 3.0 and 3.1 define them
         from airflow.exceptions import TaskDeferralError, TaskDeferralTimeout
 
     batch = _running_batch(fake, hook)
