@@ -417,12 +417,25 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "the budget bursts a minute's worth at once",
         "_http/budget.py",
-        "    return max(1, math.floor(per_minute / 60.0))\n",
-        "    return max(1, math.floor(per_minute))\n",
+        "    return max(1, math.floor(per_minute / 60.0 * (1.0 - JITTER_ALLOWANCE_SECONDS)))\n",
+        "    return max(1, math.floor(per_minute * (1.0 - JITTER_ALLOWANCE_SECONDS)))\n",
         (
-            "tests/unit/_http/test_budget.py::test_a_seconds_worth_at_once_then_one_request_per_interval",
+            "tests/unit/_http/test_budget.py::"
+            "test_under_a_seconds_worth_at_once_then_one_request_per_interval",
             "tests/unit/_http/test_budget_http.py::"
             "test_sync_threads_and_async_tasks_under_the_budget_receive_no_429",
+        ),
+    ),
+    Mutant(
+        "the budget holds nothing back for requests that reach the server late",
+        "_http/budget.py",
+        "    return max(1, math.floor(per_minute / 60.0 * (1.0 - JITTER_ALLOWANCE_SECONDS)))\n",
+        "    return max(1, math.floor(per_minute / 60.0))\n",
+        (
+            "tests/unit/_http/test_budget.py::"
+            "test_a_burst_that_reaches_the_server_late_finds_tokens_for_the_requests_after_it",
+            "tests/unit/_http/test_budget.py::"
+            "test_no_429_when_requests_reach_the_server_up_to_the_jitter_allowance_late",
         ),
     ),
     Mutant(

@@ -3,9 +3,10 @@
 The Batches API limits requests per minute per organisation with a token bucket across all of
 its endpoints, and may enforce it over windows much shorter than a minute (60 a minute as one a
 second). :class:`RequestBudget` is that bucket on the client side: it refills at the
-connection's ``max_requests_per_minute`` (3 % slower, for network jitter) and holds about one
-second's worth (at least one request), so polls, creates and cancels of one connection together
-never burst more than such a server accepts.
+connection's ``max_requests_per_minute`` (3 % slower) and holds one second's worth less what
+that rate refills in ``JITTER_ALLOWANCE_SECONDS`` (at least one request), so polls, creates and
+cancels of one connection together never burst more than such a server accepts, even when
+some of them reach it later than the budget let them go.
 
 Callers are served strictly in arrival order: each takes a ticket, and tickets are let through
 one token each, in ticket order. Waiting is a plain sleep (``time.sleep`` in worker threads,
@@ -45,6 +46,11 @@ _REMAINING_HEADER = "anthropic-ratelimit-requests-remaining"
 SPACING_MARGIN = 1.03
 #: A pause asked by the server is honoured up to this long (a hostile retry-after is bounded).
 MAX_PAUSE_SECONDS = 600.0
+#: A request may reach the server up to this much later than the budget let it go (its thread
+#: or task waiting for the interpreter, a garbage collection, a new connection), while a later
+#: one arrives on time: the burst holds back what the rate refills in this time, so such
+#: requests still find a token in a server's bucket of one second's worth.
+JITTER_ALLOWANCE_SECONDS = 0.25
 #: A rate the server stated lapses this long after a response last stated it.
 LIMIT_HOLD_SECONDS = 120.0
 #: Longest single sleep of a waiter: it then looks at the schedule again.
@@ -56,12 +62,12 @@ MIN_SLEEP_SECONDS = 1e-6
 
 
 def burst_size(per_minute: float) -> int:
-    """Requests let out at once: about one second's worth, at least one."""
-    return max(1, math.floor(per_minute / 60.0))
+    """Requests let out at once: one second's worth less the jitter allowance, at least one."""
+    return max(1, math.floor(per_minute / 60.0 * (1.0 - JITTER_ALLOWANCE_SECONDS)))
 
 
 class RequestBudget:
-    """Requests per minute for one connection, with a burst of about one second's worth.
+    """Requests per minute for one connection, with a burst of under one second's worth.
 
     :param per_minute: The configured rate, and the most the server's headers can raise it to.
     :param clock: Monotonic seconds (tests pass a fake one).

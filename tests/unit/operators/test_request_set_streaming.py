@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_process import fake_api_process
 from helpers import API_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -251,35 +252,14 @@ def test_submitting_a_20_mb_file_grows_memory_by_a_few_mb(tmp_path: Path) -> Non
     big = tmp_path / "big.jsonl"
     generate(big, 8_000, 2_560)
     warm = write_jsonl(tmp_path / "warm.jsonl", requests_for(1))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_batches.testing",
-            "serve",
-            "--port",
-            "0",
-            "--api-key",
-            API_KEY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline().split()
-        assert ready[:1] == ["FAKE_API_READY"], ready
+    with fake_api_process() as base_url:
         child = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(big), ready[1], API_KEY, str(warm)],
+            [sys.executable, "-c", MEMORY_CHILD, str(big), base_url, API_KEY, str(warm)],
             capture_output=True,
             text=True,
             timeout=180,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
-    finally:
-        server.terminate()
-        server.wait(30)
     assert child.returncode == 0, child.stderr[-3000:]
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     assert measured["created"] == 8_000
