@@ -1043,6 +1043,42 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "structured results: on_too_many_invalid='skip' fails the task",
+        "results/structured.py",
+        '    if on_too_many_invalid == "skip":\n',
+        '    if on_too_many_invalid == "never":\n',
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_past_the_ratio_skip_skips_with_the_same_message_and_at_it_nothing_ends",
+        ),
+    ),
+    Mutant(
+        "MessageBatchResultsOperator ignores on_too_many_invalid",
+        "operators/results.py",
+        (
+            "        check_invalid_answers("
+            "manifest, self.max_invalid_ratio, self.on_too_many_invalid)\n"
+        ),
+        "        check_invalid_answers(manifest, self.max_invalid_ratio)\n",
+        (
+            "tests/unit/operators/test_results_operator.py::"
+            "test_output_type_from_the_dag_file_validates_and_max_invalid_ratio_decides",
+        ),
+    ),
+    Mutant(
+        "MessageBatchOperator ignores results_on_too_many_invalid",
+        "operators/batch.py",
+        (
+            "                manifest, self.results_max_invalid_ratio,"
+            " self.results_on_too_many_invalid\n"
+        ),
+        "                manifest, self.results_max_invalid_ratio\n",
+        (
+            "tests/unit/operators/test_operator_structured.py::"
+            "test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed",
+        ),
+    ),
+    Mutant(
         "structured results: a rerun trusts a manifest of another output_type",
         "results/manifest.py",
         "        if problem is None and schema_sha256 is not None:\n",

@@ -32,7 +32,10 @@ from airflow_provider_batches.request_set import (
 from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.telemetry.lineage import BatchLineage
 from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
-from airflow_provider_batches.utils.structured_options import check_structured_options
+from airflow_provider_batches.utils.structured_options import (
+    TooManyInvalidAction,
+    check_structured_options,
+)
 from airflow_provider_batches.utils.trigger_events import validate_event
 from airflow_provider_batches.utils.wait_defaults import (
     DEFAULT_ERROR_TOLERANCE,
@@ -118,6 +121,9 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
     :param results_output_type, results_max_invalid_ratio: ``output_type`` and
         ``max_invalid_ratio`` of ``MessageBatchResultsOperator``, for the stored results
         (``parsed.jsonl``, ``invalid.jsonl``); checked after the manifest is pushed.
+    :param results_on_too_many_invalid: ``on_too_many_invalid`` of
+        ``MessageBatchResultsOperator``: ``"fail"`` (default) or ``"skip"`` past
+        ``results_max_invalid_ratio``.
     :param wait_for_completion: ``False``: submit only. The task returns the batch id (a
         ``str``) right after the create, or after re-attaching to the batch an earlier try of
         this task instance created, with the same record rules (a retry never creates a second
@@ -177,6 +183,7 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         prices: Mapping[str, Any] | None = None,
         results_output_type: Any = None,
         results_max_invalid_ratio: float | None = None,
+        results_on_too_many_invalid: TooManyInvalidAction = "fail",
         wait_for_completion: bool = True,
         split_oversized: bool = False,
         **kwargs: Any,
@@ -184,7 +191,12 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         super().__init__(**kwargs)
         check_submit_only(self.task_id, wait_for_completion, results_path)
         check_split_options(self.task_id, split_oversized, wait_for_completion, results_output_type)
-        check_structured_options(results_output_type, results_max_invalid_ratio, task=self.task_id)
+        check_structured_options(
+            results_output_type,
+            results_max_invalid_ratio,
+            task=self.task_id,
+            on_too_many_invalid=results_on_too_many_invalid,
+        )
         if (requests is None) == (prompts is None):
             raise InvalidTaskOptionError(
                 f"{self.task_id}: pass either requests or prompts (exactly one)."
@@ -252,6 +264,7 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         self.prices = prices
         self.results_output_type = results_output_type
         self.results_max_invalid_ratio = results_max_invalid_ratio
+        self.results_on_too_many_invalid = results_on_too_many_invalid
         self.wait_for_completion = wait_for_completion
         self.split_oversized = split_oversized
         self._waiting_for: str | None = None
@@ -530,7 +543,9 @@ class MessageBatchOperator(BatchLineage, BaseOperator):
         if manifest is not None:
             from airflow_provider_batches.results.structured import check_invalid_answers
 
-            check_invalid_answers(manifest, self.results_max_invalid_ratio)
+            check_invalid_answers(
+                manifest, self.results_max_invalid_ratio, self.results_on_too_many_invalid
+            )
         return finish_batch(self.policy, batch, context, self.log)
 
     def _execute_shards(self, context: Context) -> Any:

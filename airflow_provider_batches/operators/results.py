@@ -14,7 +14,10 @@ from airflow_provider_batches.utils.structured_options import check_structured_o
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_batches.utils.structured_options import OutputType
+    from airflow_provider_batches.utils.structured_options import (
+        OutputType,
+        TooManyInvalidAction,
+    )
 
 
 class MessageBatchResultsOperator(BatchLineage, BaseOperator):
@@ -43,6 +46,8 @@ class MessageBatchResultsOperator(BatchLineage, BaseOperator):
         templated. See docs/results.md.
     :param max_invalid_ratio: Fail the task (after writing everything) when more than this
         share of the succeeded answers is invalid; ``None`` (default) only reports them.
+    :param on_too_many_invalid: ``"fail"`` (default, ``InvalidAnswersError``) or ``"skip"``
+        (the task and what depends on it are skipped) past ``max_invalid_ratio``.
     """
 
     template_fields: Sequence[str] = ("batch_id", "results_path", "conn_id")
@@ -61,10 +66,16 @@ class MessageBatchResultsOperator(BatchLineage, BaseOperator):
         prices: Mapping[str, Any] | None = None,
         output_type: OutputType | None = None,
         max_invalid_ratio: float | None = None,
+        on_too_many_invalid: TooManyInvalidAction = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_structured_options(output_type, max_invalid_ratio, task=self.task_id)
+        check_structured_options(
+            output_type,
+            max_invalid_ratio,
+            task=self.task_id,
+            on_too_many_invalid=on_too_many_invalid,
+        )
         self.batch_id = batch_id
         self.results_path = results_path
         self.conn_id = conn_id
@@ -75,8 +86,10 @@ class MessageBatchResultsOperator(BatchLineage, BaseOperator):
         self.prices = prices
         self.output_type = output_type
         self.max_invalid_ratio = max_invalid_ratio
+        self.on_too_many_invalid = on_too_many_invalid
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_batches.results.structured import check_invalid_answers
         from airflow_provider_batches.results.writer import write_results
 
         manifest = write_results(
@@ -89,7 +102,7 @@ class MessageBatchResultsOperator(BatchLineage, BaseOperator):
             max_line_bytes=self.max_line_bytes,
             prices=self.prices,
             output_type=self.output_type,
-            max_invalid_ratio=self.max_invalid_ratio,
         )
         self.record_lineage(manifest=manifest)
+        check_invalid_answers(manifest, self.max_invalid_ratio, self.on_too_many_invalid)
         return manifest

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_batches.exceptions import InvalidAnswersError, OutputTypeError
 from airflow_provider_batches.utils.structured_options import (
     OutputType,
+    TooManyInvalidAction,
     check_structured_options,
     split_import_path,
 )
@@ -312,9 +313,14 @@ class AnswerSorter:
         }
 
 
-def check_invalid_answers(manifest: dict[str, Any], max_invalid_ratio: float | None) -> None:
-    """Raise :class:`InvalidAnswersError` if the manifest's invalid answers exceed
-    ``max_invalid_ratio`` (of the succeeded results); ``None`` never fails."""
+def check_invalid_answers(
+    manifest: dict[str, Any],
+    max_invalid_ratio: float | None,
+    on_too_many_invalid: TooManyInvalidAction = "fail",
+) -> None:
+    """Past ``max_invalid_ratio`` invalid answers (of the succeeded results): raise
+    :class:`InvalidAnswersError`, or with ``on_too_many_invalid="skip"`` Airflow's skip
+    exception with the same message; ``None`` never ends the task."""
     structured = manifest.get("structured")
     if max_invalid_ratio is None or not isinstance(structured, dict):
         return
@@ -324,11 +330,15 @@ def check_invalid_answers(manifest: dict[str, Any], max_invalid_ratio: float | N
     if ratio <= max_invalid_ratio:
         return
     reasons = ", ".join(f"{n} {why}" for why, n in structured["invalid_by_reason"].items())
-    raise InvalidAnswersError(
+    message = (
         f"{invalid} of {validated} succeeded answers of batch {manifest['batch_id']} do not "
         f"match output_type {structured['output_type']} ({ratio:.2%}, over max_invalid_ratio="
         f"{max_invalid_ratio:g}): {reasons}. The rows and their errors are in "
         f"{manifest['files']['invalid']['path']}; the valid ones in "
-        f"{manifest['files']['parsed']['path']}.",
-        manifest=manifest,
+        f"{manifest['files']['parsed']['path']}."
     )
+    if on_too_many_invalid == "skip":
+        from airflow_provider_batches._compat import AirflowSkipException
+
+        raise AirflowSkipException(f"Skipping (on_too_many_invalid='skip'): {message}")
+    raise InvalidAnswersError(message, manifest=manifest)

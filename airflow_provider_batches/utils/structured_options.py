@@ -7,18 +7,33 @@ task runs (the ``results`` package costs DAG parsing tens of milliseconds).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from airflow_provider_batches.exceptions import OutputTypeError
 
 #: What ``output_type`` accepts: a class, a JSON schema, or an import path to either.
 OutputType = type | Mapping[str, Any] | str
+#: What a task does when more answers are invalid than ``max_invalid_ratio`` allows.
+TooManyInvalidAction = Literal["fail", "skip"]
 
 
 def check_structured_options(
-    output_type: object, max_invalid_ratio: object, *, task: str = "write_results"
+    output_type: object,
+    max_invalid_ratio: object,
+    *,
+    task: str = "write_results",
+    on_too_many_invalid: object = "fail",
 ) -> None:
     """Cheap checks for DAG parse time: nothing is imported or resolved here."""
+    if on_too_many_invalid not in ("fail", "skip"):
+        raise ValueError(
+            f"{task}: on_too_many_invalid must be 'fail' or 'skip', got {on_too_many_invalid!r}."
+        )
+    if on_too_many_invalid == "skip" and max_invalid_ratio is None:
+        raise ValueError(
+            f"{task}: on_too_many_invalid='skip' needs max_invalid_ratio: the share of invalid "
+            "answers past which the task is skipped."
+        )
     if output_type is not None and not isinstance(output_type, type | Mapping | str):
         raise OutputTypeError(
             f"{task}: output_type must be a pydantic model class, a JSON schema (dict) or an "

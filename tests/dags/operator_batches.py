@@ -107,18 +107,24 @@ class Answer(BaseModel):
     text: str
 
 
-# The fake answers in prose, so every answer is invalid against a JSON output type.
-with DAG("operator_results_structured", schedule=None, catchup=False, tags=["test"]):
-    MessageBatchOperator(
-        task_id="submit",
-        requests="{{ dag_run.conf['path'] }}",
-        results_path="{{ dag_run.conf['results_path'] }}",
-        results_output_type=Answer,
-        results_max_invalid_ratio=0.5,
-        deferrable=True,
-        poll_interval=0.2,
-        retries=0,
-    )
+# The fake answers in prose, so every answer is invalid against a JSON output type: the task
+# fails (``operator_results_structured``) or is skipped (``..._skip``).
+for dag_id, action in (
+    ("operator_results_structured", "fail"),
+    ("operator_results_structured_skip", "skip"),
+):
+    with DAG(dag_id, schedule=None, catchup=False, tags=["test"]):
+        MessageBatchOperator(
+            task_id="submit",
+            requests="{{ dag_run.conf['path'] }}",
+            results_path="{{ dag_run.conf['results_path'] }}",
+            results_output_type=Answer,
+            results_max_invalid_ratio=0.5,
+            results_on_too_many_invalid=action,
+            deferrable=True,
+            poll_interval=0.2,
+            retries=0,
+        )
 
 with DAG("operator_results", schedule=None, catchup=False, tags=["test"]) as results_dag:
     submit_and_store = MessageBatchOperator(

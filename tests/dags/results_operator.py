@@ -36,21 +36,24 @@ class Verdict(BaseModel):
     score: float
 
 
-with DAG(dag_id="results_structured", schedule=None, catchup=False):
-    validate = MessageBatchResultsOperator(
-        task_id="write_results",
-        batch_id="{{ dag_run.conf['batch_id'] }}",
-        results_path="{{ dag_run.conf['results_path'] }}",
-        output_type=Verdict,
-        max_invalid_ratio=0.5,
-        retries=0,
-    )
+@task
+def first_label(manifest: dict[str, Any]) -> str:
+    from airflow.sdk import ObjectStoragePath
 
-    @task
-    def first_label(manifest: dict[str, Any]) -> str:
-        from airflow.sdk import ObjectStoragePath
+    with ObjectStoragePath(manifest["files"]["parsed"]["path"]).open("rb") as rows:
+        return str(json.loads(next(iter(rows)))["output"]["label"])
 
-        with ObjectStoragePath(manifest["files"]["parsed"]["path"]).open("rb") as rows:
-            return str(json.loads(next(iter(rows)))["output"]["label"])
 
-    first_label(validate.output)
+# ``results_structured`` fails past the ratio, ``results_structured_skip`` skips.
+for dag_id, action in (("results_structured", "fail"), ("results_structured_skip", "skip")):
+    with DAG(dag_id=dag_id, schedule=None, catchup=False):
+        validate = MessageBatchResultsOperator(
+            task_id="write_results",
+            batch_id="{{ dag_run.conf['batch_id'] }}",
+            results_path="{{ dag_run.conf['results_path'] }}",
+            output_type=Verdict,
+            max_invalid_ratio=0.5,
+            on_too_many_invalid=action,
+            retries=0,
+        )
+        first_label(validate.output)

@@ -15,19 +15,24 @@ from airflow_provider_batches.testing import FakeBatchesServer
 pytestmark = pytest.mark.airflow_db
 
 
+@pytest.mark.parametrize(
+    ("dag_id", "state"),
+    [("operator_results_structured", "failed"), ("operator_results_structured_skip", "skipped")],
+)
 def test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed(
-    op_fake: FakeBatchesServer, tmp_path: Path
+    op_fake: FakeBatchesServer, tmp_path: Path, dag_id: str, state: str
 ) -> None:
+    """Past results_max_invalid_ratio the task fails, or with
+    results_on_too_many_invalid="skip" is skipped, after the manifest is pushed."""
     requests_file = tmp_path / "requests.jsonl"
     requests_file.write_text("".join(json.dumps(r) + "\n" for r in requests_for(3)))
     store = tmp_path / "results"
 
     _run, states, xcoms = run_dag(
-        "operator_results_structured",
-        {"path": str(requests_file), "results_path": f"file://{store}"},
+        dag_id, {"path": str(requests_file), "results_path": f"file://{store}"}
     )
 
-    assert states["submit"] == "failed"
+    assert states["submit"] == state
     manifest = xcoms[("submit", "manifest")]
     structured = manifest["structured"]
     assert structured["output_type"].endswith(":Answer")

@@ -144,7 +144,9 @@ def test_provider_info_lists_the_operator_and_the_results_hosts_extra() -> None:
     assert conn["conn-fields"]["results_hosts"]["schema"]["type"] == ["array", "null"]
 
 
-def _run_structured(conf: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+def _run_structured(
+    conf: dict[str, Any], dag_id: str = "results_structured"
+) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -153,28 +155,37 @@ def _run_structured(conf: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[st
 
     bag = dag_bag_class()(dag_folder=str(DAGS_DIR / "results_operator.py"))
     assert not bag.import_errors, bag.import_errors
-    run = bag.dags["results_structured"].test(run_conf=conf)
+    run = bag.dags[dag_id].test(run_conf=conf)
     with create_session() as session:
         states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
         rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == "results_structured", XComModel.run_id == run.run_id
-            )
+            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
         )
         xcoms = {(row.task_id, row.key): row.value for row in rows}
     return states, xcoms
 
 
-@pytest.mark.parametrize(("valid", "invalid", "state"), [(3, 1, "success"), (1, 3, "failed")])
+@pytest.mark.parametrize(
+    ("dag_id", "valid", "invalid", "state"),
+    [
+        ("results_structured", 3, 1, "success"),
+        ("results_structured", 1, 3, "failed"),
+        ("results_structured_skip", 3, 1, "success"),
+        ("results_structured_skip", 1, 3, "skipped"),
+    ],
+)
 def test_output_type_from_the_dag_file_validates_and_max_invalid_ratio_decides(
     airflow_db: object,
     fake: FakeBatchesServer,
     fake_conn: str,
     tmp_path: Path,
+    dag_id: str,
     valid: int,
     invalid: int,
     state: str,
 ) -> None:
+    """Past max_invalid_ratio the task fails, or with on_too_many_invalid="skip" is skipped
+    (and its downstream with it); every file and the manifest are written either way."""
     good = [{"type": "text", "text": '{"label": "spam", "score": 0.9}'}]
     bad = [{"type": "text", "text": "I think it is spam."}]
     batch = fake.create_batch(
@@ -182,7 +193,8 @@ def test_output_type_from_the_dag_file_validates_and_max_invalid_ratio_decides(
         ends_after=0.0,
         contents=[good] * valid + [bad] * invalid,
     )
-    states, xcoms = _run_structured({"batch_id": batch["id"], "results_path": f"file://{tmp_path}"})
+    conf = {"batch_id": batch["id"], "results_path": f"file://{tmp_path}"}
+    states, xcoms = _run_structured(conf, dag_id)
     assert states["write_results"] == state
     manifest = json.loads((tmp_path / batch["id"] / "manifest.json").read_bytes())
     assert (manifest["structured"]["parsed"], manifest["structured"]["invalid"]) == (
@@ -193,4 +205,5 @@ def test_output_type_from_the_dag_file_validates_and_max_invalid_ratio_decides(
         assert xcoms[("write_results", "return_value")] == manifest
         assert xcoms[("first_label", "return_value")] == "spam"
     else:
-        assert states["first_label"] == "upstream_failed"
+        downstream = {"failed": "upstream_failed", "skipped": "skipped"}[state]
+        assert states["first_label"] == downstream

@@ -33,6 +33,7 @@ from airflow_provider_batches.results import parse_result_line
 from airflow_provider_batches.results.structured import (
     MAX_ERROR_CHARS,
     AnswerSorter,
+    check_invalid_answers,
     resolve_output_type,
 )
 from airflow_provider_batches.results.writer import write_results
@@ -246,23 +247,25 @@ def test_an_output_type_that_cannot_validate_fails_before_any_request(
 
 
 @pytest.mark.parametrize(
-    ("output_type", "ratio", "error", "message"),
+    ("output_type", "ratio", "action", "error", "message"),
     [
-        (42, None, OutputTypeError, "must be a pydantic model class"),
-        ("not a path", None, OutputTypeError, "is not an import path"),
-        (Review, 1.5, ValueError, "from 0 to 1"),
-        (Review, True, ValueError, "from 0 to 1"),
-        (None, 0.1, ValueError, "needs an output_type"),
+        (42, None, "fail", OutputTypeError, "must be a pydantic model class"),
+        ("not a path", None, "fail", OutputTypeError, "is not an import path"),
+        (Review, 1.5, "fail", ValueError, "from 0 to 1"),
+        (Review, True, "fail", ValueError, "from 0 to 1"),
+        (None, 0.1, "fail", ValueError, "needs an output_type"),
+        (Review, 0.1, "ignore", ValueError, "must be 'fail' or 'skip', got 'ignore'"),
+        (Review, None, "skip", ValueError, "'skip' needs max_invalid_ratio"),
     ],
 )
 def test_bad_options_are_refused_at_dag_parse(
-    output_type: Any, ratio: Any, error: type[Exception], message: str
+    output_type: Any, ratio: Any, action: Any, error: type[Exception], message: str
 ) -> None:
     from airflow_provider_batches.operators.batch import MessageBatchOperator
     from airflow_provider_batches.operators.results import MessageBatchResultsOperator
 
     with pytest.raises(error, match=message):
-        check_structured_options(output_type, ratio)
+        check_structured_options(output_type, ratio, on_too_many_invalid=action)
     with pytest.raises(error, match=message):
         MessageBatchResultsOperator(
             task_id="t",
@@ -270,6 +273,7 @@ def test_bad_options_are_refused_at_dag_parse(
             results_path="file:///tmp/x",
             output_type=output_type,
             max_invalid_ratio=ratio,
+            on_too_many_invalid=action,
         )
     with pytest.raises(error, match=message):
         MessageBatchOperator(
@@ -280,7 +284,32 @@ def test_bad_options_are_refused_at_dag_parse(
             results_path="file:///tmp/x",
             results_output_type=output_type,
             results_max_invalid_ratio=ratio,
+            results_on_too_many_invalid=action,
         )
+
+
+def test_past_the_ratio_skip_skips_with_the_same_message_and_at_it_nothing_ends() -> None:
+    from airflow_provider_batches._compat import AirflowSkipException
+
+    manifest = {
+        "batch_id": "msgbatch_1",
+        "structured": {
+            "output_type": "m:Review",
+            "parsed": 3,
+            "invalid": 1,
+            "invalid_by_reason": {"validation": 1},
+        },
+        "files": {"parsed": {"path": "p/parsed.jsonl"}, "invalid": {"path": "p/invalid.jsonl"}},
+    }
+    with pytest.raises(InvalidAnswersError) as failed:
+        check_invalid_answers(manifest, 0.2)
+    with pytest.raises(AirflowSkipException) as skipped:
+        check_invalid_answers(manifest, 0.2, "skip")
+    assert str(skipped.value) == f"Skipping (on_too_many_invalid='skip'): {failed.value}"
+    assert "p/invalid.jsonl" in str(skipped.value)
+    for action in ("fail", "skip"):
+        check_invalid_answers(manifest, 0.25, action)  # at the ratio: neither fails nor skips
+        check_invalid_answers(manifest, None, action)
 
 
 def test_the_fake_serves_given_contents_and_refuses_others(fake: FakeBatchesServer) -> None:
