@@ -1099,6 +1099,26 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "written results send no cost metric",
+        "telemetry/metrics.py",
+        '        count("cost_usd", usd, conn_id=conn_id, model=model or None)\n',
+        "        pass\n",
+        (
+            "tests/unit/telemetry/test_metrics_statsd.py::"
+            "test_a_dag_run_sends_batch_request_token_and_watcher_metrics",
+        ),
+    ),
+    Mutant(
+        "cache reads are not counted as tokens",
+        "telemetry/metrics.py",
+        '    "cache_read_input_tokens": "cache_read",\n',
+        "",
+        (
+            "tests/unit/telemetry/test_metrics_statsd.py::"
+            "test_a_dag_run_sends_batch_request_token_and_watcher_metrics",
+        ),
+    ),
+    Mutant(
         "a created batch is not counted",
         "hooks/batch.py",
         "        batch = send(shared_sync_client(settings), settings, request, parse_batch)\n"

@@ -45,15 +45,22 @@ def write_requests(path: Path, models: list[str]) -> list[dict[str, Any]]:
 
 
 def run_telemetry_dag(
-    dag_id: str, conf: dict[str, Any], base_url: str, extra_env: dict[str, str]
+    dag_id: str,
+    conf: dict[str, Any],
+    base_url: str,
+    extra_env: dict[str, str],
+    **conn_extra: object,
 ) -> tuple[str, str]:
-    """Run the DAG with ``dag.test()`` in a subprocess; returns (run state line, output)."""
+    """Run the DAG with ``dag.test()`` in a subprocess, the connection carrying ``conn_extra``;
+    returns (run state line, output)."""
     with tempfile.TemporaryDirectory(prefix="apb-telemetry-home-") as home:
         shutil.copy(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", Path(home) / "airflow.db")
         env = {
             **os.environ,
             "AIRFLOW_HOME": home,
-            "AIRFLOW_CONN_ANTHROPIC_DEFAULT": connection_json(base_url, API_KEY, max_retries=4),
+            "AIRFLOW_CONN_ANTHROPIC_DEFAULT": connection_json(
+                base_url, API_KEY, max_retries=4, **conn_extra
+            ),
             **extra_env,
         }
         done = subprocess.run(

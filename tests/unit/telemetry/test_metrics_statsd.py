@@ -17,6 +17,14 @@ from airflow_provider_batches.testing import FakeBatchesServer, Fault
 pytestmark = pytest.mark.timeout(240)
 
 PREFIX = "airflow.anthropic_batches."
+#: The connection's price for the test's first model (USD per million tokens, standard).
+PRICES_A = {
+    "input": "3",
+    "cache_write_5m": "3.75",
+    "cache_write_1h": "6",
+    "cache_read": "0.30",
+    "output": "15",
+}
 #: ``name,tag=value,...:value|type`` (InfluxDB-style tags, Airflow's statsd_influxdb_enabled).
 DATAGRAM = re.compile(
     r"^(?P<name>[^,:]+)(?P<tags>(?:,[^,:=]+=[^,:]*)*):(?P<value>[^|]+)\|(?P<type>\w+)"
@@ -50,8 +58,9 @@ def test_a_dag_run_sends_batch_request_token_and_watcher_metrics(
 ) -> None:
     """A real ``dag.test()`` run with StatsD on sends, under the one prefix and tagged with the
     connection: the batch created, its requests per model, the batch ended by status, its
-    requests by result type, its tokens by kind (once per results write), the watcher's waits,
-    list pages and retrieves, every API response by class and each 429. The API key is in no
+    requests by result type, its tokens by kind and its cost per priced model (once per results
+    write; the unpriced model is left out, never counted as zero), the watcher's waits, list
+    pages and retrieves, every API response by class and each 429. The API key is in no
     datagram."""
     models = ["claude-test-a", "claude-test-a", "claude-test-b"]
     write_requests(tmp_path / "requests.jsonl", models)
@@ -71,6 +80,7 @@ def test_a_dag_run_sends_batch_request_token_and_watcher_metrics(
                 "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
                 "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
             },
+            prices={"claude-test-a": PRICES_A},
         )
         assert "success" in state, output[-4000:]
         answered = len(fake.requests)
@@ -93,6 +103,33 @@ def test_a_dag_run_sends_batch_request_token_and_watcher_metrics(
     # Two writes of the same results (the operator's, then MessageBatchResultsOperator's).
     assert metrics["tokens.input"] == [(conn, float(usage["input_tokens"]), "c")] * 2
     assert metrics["tokens.output"] == [(conn, float(usage["output_tokens"]), "c")] * 2
+    cache_write = float(usage["cache_creation_input_tokens"])
+    cache_read = float(usage["cache_read_input_tokens"])
+    assert cache_write > 0
+    assert cache_read > 0
+    assert metrics["tokens.cache_write"] == [(conn, cache_write, "c")] * 2
+    assert metrics["tokens.cache_read"] == [(conn, cache_read, "c")] * 2
+    # Model a at the connection's prices, halved for a batch; model b has no price: no datagram.
+    tokens_a = manifest["cost"]["by_model"]["claude-test-a"]["tokens"]
+    write_1h = tokens_a["cache_creation_1h_input_tokens"]
+    usd_a = (
+        (
+            tokens_a["input_tokens"] * 3.0
+            + (tokens_a["cache_creation_input_tokens"] - write_1h) * 3.75
+            + write_1h * 6.0
+            + tokens_a["cache_read_input_tokens"] * 0.30
+            + tokens_a["output_tokens"] * 15.0
+        )
+        / 1e6
+        * 0.5
+    )
+    assert tokens_a["cache_read_input_tokens"] > 0
+    assert tokens_a["cache_creation_input_tokens"] > 0
+    cost = metrics["cost_usd"]
+    assert [(tags, kind) for tags, _, kind in cost] == [
+        ({**conn, "model": "claude-test-a"}, "c")
+    ] * 2
+    assert [value for _, value, _ in cost] == [pytest.approx(usd_a, abs=1e-6)] * 2
 
     waits = metrics["watcher.waits"]
     assert all(kind == "g" and tags == conn for tags, _, kind in waits)
