@@ -6,7 +6,7 @@ sync and async forms differ only in how they send, read and sleep. Two modes:
 
 - **Whole** (``send``, ``asend``): every attempt is bounded in time (the connection's
   ``timeout`` covers connect, send and every read together) and in memory (bodies are streamed
-  and cut at ``max_response_bytes``, see :mod:`.response_body`); the body is parsed whole.
+  and cut at ``max_response_bytes``, see :mod:`.body`); the body is parsed whole.
 - **Streaming** (``send_streaming``, ``asend_streaming``), for bodies too large to hold (a
   batch's results): a 2xx body is decoded piece by piece (never more than
   :data:`STREAM_PIECE_BYTES` at once, whatever its compression) into a :class:`StreamedBody`,

@@ -20,14 +20,14 @@ def validate_batch_id(batch_id: str) -> None:
         raise ValueError(f"batch_id {batch_id!r} contains characters not allowed in an id: {bad}")
 
 
-def _seconds(name: str, value: float | None) -> float | None:
+def optional_seconds(name: str, value: float | None) -> float | None:
     """``value`` as a float of seconds (finite, >= 0), or None."""
     if value is None:
         return None
-    return _required_seconds(name, value)
+    return required_seconds(name, value)
 
 
-def _required_seconds(name: str, value: float) -> float:
+def required_seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value < 0:
@@ -35,7 +35,7 @@ def _required_seconds(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_results_options(
+def check_results_options(
     response_chars: int | None,
     error_types: Sequence[str] | None,
     results_base_url: str | None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._batches import MAX_REQUESTS, BatchRecord, normalize_outcomes
 from ._ids import new_batch_id
-from ._options import _check_results_options, _required_seconds, _seconds, validate_batch_id
+from ._options import check_results_options, optional_seconds, required_seconds, validate_batch_id
 from ._ratelimit import RateLimiter
 from ._results import ResultsSpec
 from ._types import FakeApiError, Fault, ListHook, RecordedRequest
@@ -43,8 +43,8 @@ class FakeState:
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
-        self.processing_seconds = _required_seconds("processing_seconds", processing_seconds)
-        self._latency = _required_seconds("latency", latency)
+        self.processing_seconds = required_seconds("processing_seconds", processing_seconds)
+        self._latency = required_seconds("latency", latency)
         self.base_url = ""
         self._batches: dict[str, BatchRecord] = {}
         self._faults: list[_FaultSlot] = []
@@ -83,16 +83,16 @@ class FakeState:
         checked = normalize_outcomes(num_requests, outcomes)
         if num_requests > MAX_REQUESTS:
             raise ValueError(f"num_requests must be <= {MAX_REQUESTS}")
-        ends = _seconds("ends_after", ends_after)
-        expires = _required_seconds("expires_after", expires_after)
-        archive = _seconds("archive_after", archive_after)
-        delay = _seconds("cancel_delay", cancel_delay)
+        ends = optional_seconds("ends_after", ends_after)
+        expires = required_seconds("expires_after", expires_after)
+        archive = optional_seconds("archive_after", archive_after)
+        delay = optional_seconds("cancel_delay", cancel_delay)
         for name, values in (("custom_ids", custom_ids), ("models", models)):
             if values is not None and len(values) != num_requests:
                 raise ValueError(f"{name} must have num_requests ({num_requests}) entries")
         if batch_id is not None:
             validate_batch_id(batch_id)
-        _check_results_options(response_chars, error_types, results_base_url, contents)
+        check_results_options(response_chars, error_types, results_base_url, contents)
         with self._lock:
             now = self._clock()
             if batch_id is None:
@@ -125,8 +125,8 @@ class FakeState:
         """Create ``count`` batches whose ends are spread evenly over [min, max] seconds."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
-        low = _required_seconds("ends_after_min", ends_after_min)
-        high = _required_seconds("ends_after_max", ends_after_max)
+        low = required_seconds("ends_after_min", ends_after_min)
+        high = required_seconds("ends_after_max", ends_after_max)
         if high < low:
             raise ValueError("ends_after_max must be >= ends_after_min")
         ids: list[str] = []
@@ -292,7 +292,7 @@ class FakeState:
         return self._latency
 
     def set_latency(self, seconds: float) -> None:
-        self._latency = _required_seconds("latency", seconds)
+        self._latency = required_seconds("latency", seconds)
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
