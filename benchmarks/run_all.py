@@ -528,6 +528,7 @@ def write_report(report: dict[str, Any], path: Path) -> str:
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
+        import split_submit
         import submit_memory
         from results_stream import keep_section
         from structured_results import keep_section as keep_structured_section
@@ -536,6 +537,7 @@ def write_report(report: dict[str, Any], path: Path) -> str:
         text = submit_memory.keep_section(
             old, keep_structured_section(old, keep_section(old, text))
         )
+        text = split_submit.keep_section(old, text)
     path.write_text(text, encoding="utf-8")
     return text
 

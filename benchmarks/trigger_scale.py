@@ -148,9 +148,12 @@ class FakeProcess:
         latency: float,
         log_path: Path | None,
         rate_limit_rpm: float | None = None,
+        processing_seconds: float | None = None,
     ) -> None:
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        limit = [] if rate_limit_rpm is None else ["--rate-limit-rpm", repr(rate_limit_rpm)]
+        options = [] if rate_limit_rpm is None else ["--rate-limit-rpm", repr(rate_limit_rpm)]
+        if processing_seconds is not None:  # how long a batch created through the API runs
+            options += ["--processing-seconds", repr(processing_seconds)]
         self.proc = subprocess.Popen(
             [
                 python,
@@ -167,7 +170,7 @@ class FakeProcess:
                 repr(latency),
                 "--max-recorded-requests",
                 "5000000",
-                *limit,
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
