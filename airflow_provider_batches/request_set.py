@@ -225,7 +225,7 @@ def build_request_set(
             "a JSONL file of them, got a single dict."
         )
     items, keep, encode = _items(source, options)
-    checked = _Checked(encode, {})
+    checked = _Checked(encode, CustomIdSet(lambda: _items(source, options)[0]))
     kept: list[dict[str, Any]] = []
     try:
         for index, request in enumerate(items):
@@ -253,7 +253,7 @@ def build_request_shards(
     if isinstance(source, Mapping):
         build_request_set(source)  # raises: one dict is not a request set
     items, keep, encode = _items(source, options)
-    seen: dict[str, int] = {}
+    seen = CustomIdSet(lambda: _items(source, options)[0])
     shards: list[RequestSet] = []
     current = _Checked(encode, seen)
     kept: list[dict[str, Any]] = []
@@ -307,12 +307,51 @@ SPLIT_HINT = (
 )
 
 
+class CustomIdSet:
+    """The custom_ids of the requests checked so far, kept as their hashes: about 70 bytes a
+    request whatever the ids' length (a million 64-character ids held as a dict of strings
+    took about 180 MB). A hash seen before is told apart from a repeat by reading the requests
+    again from the start (``reread``), which only happens when a set repeats a custom_id.
+    ``key`` is the hash (tests pass a coarser one to make hashes meet)."""
+
+    def __init__(
+        self, reread: Callable[[], Iterable[Any]], key: Callable[[str], int] = hash
+    ) -> None:
+        self._hashes: set[int] = set()
+        self._reread = reread
+        self._key = key
+
+    def earlier(self, index: int, custom_id: str) -> int | None:
+        """Record ``custom_id`` of request ``index``: the index of the earlier request with the
+        same custom_id, -1 when the requests can no longer be read back to tell which, or
+        None when there is none."""
+        key = self._key(custom_id)
+        if key not in self._hashes:
+            self._hashes.add(key)
+            return None
+        requests: Iterator[Any] | None = None
+        try:
+            requests = iter(self._reread())
+            for earlier, request in enumerate(requests):
+                if earlier >= index:
+                    return None  # another custom_id with the same hash: no repeat
+                if isinstance(request, dict) and request.get("custom_id") == custom_id:
+                    return earlier
+        except (OSError, ValueError, InvalidRequestSetError):
+            pass  # the source changed since it was read: the repeat stands, where is unknown
+        finally:
+            close = getattr(requests, "close", None)
+            if close is not None:
+                close()
+        return -1
+
+
 class _Checked:
     """The one pass: checks each request, adds it to the fingerprint and the spooled body.
 
-    ``seen`` (custom_id to index) may be shared by the shards of one set."""
+    ``seen`` may be shared by the shards of one set."""
 
-    def __init__(self, encode: Callable[[Any], bytes], seen: dict[str, int]) -> None:
+    def __init__(self, encode: Callable[[Any], bytes], seen: CustomIdSet) -> None:
         self._encode = encode
         self._digest = hashlib.sha256(b"[")
         self._body_bytes = _BODY_OVERHEAD
@@ -447,7 +486,7 @@ class _ReadByJson(dict[str, Any]):
     """A request the ``json`` module read: encoded by ``json.dumps`` too."""
 
 
-def _check_request(index: int, request: Any, seen: dict[str, int]) -> None:
+def _check_request(index: int, request: Any, seen: CustomIdSet) -> None:
     def fail(problem: str, custom_id: Any = None) -> InvalidRequestSetError:
         return InvalidRequestSetError(
             f"Request {index} (custom_id {custom_id!r}) {problem}",
@@ -464,13 +503,14 @@ def _check_request(index: int, request: Any, seen: dict[str, int]) -> None:
             "'_' and '-'.",
             custom_id,
         )
-    if custom_id in seen:
+    earlier = seen.earlier(index, custom_id)
+    if earlier is not None:
+        which = f"request {earlier}" if earlier >= 0 else "an earlier request"
         raise fail(
-            f"repeats the custom_id of request {seen[custom_id]}: custom_ids must be unique "
-            "within a batch (results are matched by them).",
+            f"repeats the custom_id of {which}: custom_ids must be unique within a batch "
+            "(results are matched by them).",
             custom_id,
         )
-    seen[custom_id] = index
     params = request.get("params")
     if not isinstance(params, dict):
         raise fail("has no 'params' dict (the Messages API request body).", custom_id)

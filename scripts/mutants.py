@@ -1302,6 +1302,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "custom_ids seen are kept whole, not as hashes",
+        "request_set.py",
+        "        key = self._key(custom_id)\n",
+        "        key = custom_id\n",
+        (
+            "tests/unit/test_request_set.py::"
+            "test_custom_ids_cost_the_same_few_bytes_however_long_they_are",
+        ),
+    ),
+    Mutant(
+        "a custom_id whose hash was seen is taken for a repeat",
+        "request_set.py",
+        "                    return None  # another custom_id with the same hash: no repeat\n",
+        "                    return -1\n",
+        ("tests/unit/test_request_set.py::test_different_custom_ids_with_one_hash_are_no_repeat",),
+    ),
+    Mutant(
+        "a repeat's earlier request is not looked up",
+        "request_set.py",
+        "                    return earlier\n",
+        "                    return -1\n",
+        ("tests/unit/test_request_set.py::test_a_repeat_in_a_file_names_its_first_line_s_request",),
+    ),
+    Mutant(
         "a split set's shards share one identity (a retry re-creates shards)",
         "operators/_shards.py",
         "            shard_identity = replace(identity, shard=index)\n",

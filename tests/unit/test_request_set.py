@@ -19,6 +19,7 @@ from airflow_provider_batches import request_set as rs
 from airflow_provider_batches.exceptions import InvalidRequestSetError
 from airflow_provider_batches.operators.batch import MessageBatchOperator
 from airflow_provider_batches.request_set import (
+    CustomIdSet,
     build_request_set,
     canonical_json,
     requests_from_prompts,
@@ -26,6 +27,8 @@ from airflow_provider_batches.request_set import (
 from airflow_provider_batches.testing import FakeBatchesServer
 
 pytestmark = pytest.mark.matrix
+
+PARAMS = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _with(index: int, change: Callable[[dict[str, Any]], None], count: int = 4) -> list[Any]:
@@ -391,3 +394,76 @@ def test_a_transient_error_reading_remote_storage_stays_retryable() -> None:
         with pytest.raises(expected) as info:
             build_request_set("apb-flaky://bucket/requests.jsonl")
         assert not isinstance(info.value, InvalidRequestSetError)
+
+
+# ---- custom_ids seen: kept as hashes, repeats told apart by reading back --------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.text("abc", min_size=1, max_size=3), min_size=1, max_size=30),
+    coarse=st.sampled_from([len, lambda _: 0, hash]),
+)
+def test_a_repeat_names_the_first_request_with_that_custom_id_whatever_hashes_meet(
+    ids: list[str], coarse: Callable[[str], int]
+) -> None:
+    """Against a dict of every custom_id: the same first repeat, naming the same earlier
+    request, even when the hashes of different custom_ids are all equal."""
+    requests = [{"custom_id": custom_id} for custom_id in ids]
+    seen = CustomIdSet(lambda: iter(requests), key=coarse)
+    model: dict[str, int] = {}
+    for index, custom_id in enumerate(ids):
+        assert seen.earlier(index, custom_id) == model.get(custom_id)
+        if custom_id in model:
+            break
+        model[custom_id] = index
+
+
+def test_different_custom_ids_with_one_hash_are_no_repeat() -> None:
+    requests = [{"custom_id": custom_id} for custom_id in ("a", "b", "c", "a")]
+    seen = CustomIdSet(lambda: iter(requests), key=lambda _: 0)
+    assert [seen.earlier(i, r["custom_id"]) for i, r in enumerate(requests)] == [
+        None,
+        None,
+        None,
+        0,
+    ]
+
+
+def test_a_repeat_whose_source_cannot_be_read_back_still_fails_without_an_index() -> None:
+    def gone() -> list[Any]:
+        raise OSError("the file is gone")
+
+    seen = CustomIdSet(gone, key=lambda _: 0)
+    assert seen.earlier(0, "a") is None
+    assert seen.earlier(1, "b") == -1
+    requests = [{"custom_id": f"r{i}", "params": PARAMS} for i in (0, 1, 1)]
+    shorter = CustomIdSet(lambda: requests[:1])  # read back, the source ends too soon
+    assert [shorter.earlier(i, r["custom_id"]) for i, r in enumerate(requests)] == [None, None, -1]
+
+
+def test_a_repeat_in_a_file_names_its_first_line_s_request(tmp_path: Path) -> None:
+    lines = [{"custom_id": f"r{i}", "params": PARAMS} for i in range(5)]
+    lines.append({"custom_id": "r2", "params": PARAMS})
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(InvalidRequestSetError, match=r"Request 5 .*'r2'.* of request 2:"):
+        build_request_set(str(path))
+    with pytest.raises(InvalidRequestSetError, match=r"Request 5 .*'r2'.* of request 2:"):
+        rs.build_request_shards(path)
+
+
+def test_custom_ids_cost_the_same_few_bytes_however_long_they_are() -> None:
+    """100,000 custom_ids of the longest form (64 characters) are kept in under 100 bytes each
+    (as strings in a dict they took about 180)."""
+    import tracemalloc
+
+    seen = CustomIdSet(list)
+    tracemalloc.start()
+    try:
+        for index in range(100_000):
+            assert seen.earlier(index, f"{index:064d}") is None
+        kept, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept / 100_000 < 100, kept
