@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, cast
 
 from airflow_provider_batches.exceptions import InvalidRequestSetError
-from airflow_provider_batches.operators._request_defaults import RequestOptions, complete_request
+from airflow_provider_batches.utils.request_options import RequestOptions, complete_request
 
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_REQUESTS = 100_000
@@ -216,7 +216,7 @@ def build_request_set(
 
     A file's requests are checked and spooled one line at a time, never all held at once.
     ``options``: a task's defaults and record mapping, applied to each item as it is read
-    (see :mod:`airflow_provider_batches.operators._request_defaults`), before the checks and
+    (see :mod:`airflow_provider_batches.utils.request_options`), before the checks and
     the fingerprint.
     """
     if isinstance(source, Mapping):

@@ -210,21 +210,24 @@ def run_case(path: Path, url: str, work: Path, dag_id: str) -> dict[str, Any]:
 # ---- the driver -------------------------------------------------------------------------------
 
 
-#: A dict of N custom_ids as ``generate`` writes them to their index, built in a fresh process:
-#: what the check keeps across all shards to find a repeated custom_id.
+#: The check's ``CustomIdSet`` of N custom_ids as ``generate`` writes them, built in a fresh
+#: process: what the check keeps across all shards to find a repeated custom_id.
 _ID_MAP_CODE = """
 import sys
+from airflow_provider_batches.request_set import CustomIdSet
 def rss():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 before = rss()
-seen = {f"request-{index:06d}": index for index in range(int(sys.argv[1]))}
+seen = CustomIdSet(list)
+for index in range(int(sys.argv[1])):
+    seen.earlier(index, f"request-{index:06d}")
 print(rss() - before)
 """
 
 
 def custom_id_map_mb(count: int) -> float:
-    """RSS of a dict of ``count`` generated custom_ids to their index, in a fresh process."""
+    """RSS of the check's set of ``count`` generated custom_ids, in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", _ID_MAP_CODE, str(count)],
         capture_output=True,
@@ -553,11 +556,11 @@ def section(report: dict[str, Any], command: str) -> list[str]:
     ]
     if id_map is not None and after_check:
         lines += [
-            "Where the peak is: the check keeps every custom_id read so far with its index, "
+            "Where the peak is: the check keeps the hash of every custom_id read so far, "
             "across all shards (custom_ids must be unique in the whole set, one results file "
-            f"holds them all); a dict of this set's {report['requests']:,} custom_ids to their "
-            f"index alone takes {id_map} MB in a fresh process. It is freed when the check "
-            f"returns: the phases after it peak at {max(after_check)} MB.",
+            f"holds them all); the check's set of this set's {report['requests']:,} custom_ids "
+            f"alone takes {id_map} MB in a fresh process, whatever their length. It is freed "
+            f"when the check returns: the phases after it peak at {max(after_check)} MB.",
             "",
         ]
     if written:

@@ -712,7 +712,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "a task's model, max_tokens and system are not filled into requests",
-        "operators/_request_defaults.py",
+        "utils/request_options.py",
         "        if name not in filled and value is not None:\n",
         "        if False:\n",
         (
@@ -722,7 +722,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "a task's values override a request's own",
-        "operators/_request_defaults.py",
+        "utils/request_options.py",
         "        if name not in filled and value is not None:\n",
         "        if value is not None:\n",
         (
@@ -742,7 +742,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "a request without a model fails without naming the task and the fix",
-        "operators/_request_defaults.py",
+        "utils/request_options.py",
         "        if name not in filled:\n",
         "        if False:\n",
         (
@@ -752,7 +752,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "custom_id_field is not used",
-        "operators/_request_defaults.py",
+        "utils/request_options.py",
         "        custom_id = str(value)\n",
         '        custom_id = f"record-{index}"\n',
         (
@@ -762,7 +762,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "a record read without record options is taken for a request",
-        "operators/_request_defaults.py",
+        "utils/request_options.py",
         '    if "custom_id" not in item and "params" not in item:\n',
         "    if False:\n",
         (

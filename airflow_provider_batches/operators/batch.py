@@ -18,11 +18,6 @@ from airflow_provider_batches.exceptions import (
 )
 from airflow_provider_batches.hooks.batch import MessageBatchHook
 from airflow_provider_batches.models import MessageBatch
-from airflow_provider_batches.operators._request_defaults import (
-    RequestOptions,
-    check_request_options,
-    rendered_max_tokens,
-)
 from airflow_provider_batches.request_set import (
     RequestSet,
     RequestTally,
@@ -32,6 +27,11 @@ from airflow_provider_batches.request_set import (
 from airflow_provider_batches.telemetry import metrics
 from airflow_provider_batches.telemetry.lineage import BatchLineage
 from airflow_provider_batches.utils.policy import FullyCanceledAction, task_policy
+from airflow_provider_batches.utils.request_options import (
+    RequestOptions,
+    check_request_options,
+    rendered_max_tokens,
+)
 from airflow_provider_batches.utils.structured_options import (
     TooManyInvalidAction,
     check_structured_options,

@@ -23,14 +23,14 @@ from airflow_provider_batches.exceptions import (
     InvalidRequestSetError,
     InvalidTaskOptionError,
 )
-from airflow_provider_batches.operators._request_defaults import (
-    RequestOptions,
-    complete_request,
-)
 from airflow_provider_batches.operators.batch import MessageBatchOperator
 from airflow_provider_batches.request_set import build_request_set
 from airflow_provider_batches.sensors.batch import MessageBatchSensor
 from airflow_provider_batches.testing import FakeBatchesServer
+from airflow_provider_batches.utils.request_options import (
+    RequestOptions,
+    complete_request,
+)
 
 
 def _jsonl(path: Path, items: list[Any]) -> str:
