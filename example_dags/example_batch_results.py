@@ -54,8 +54,8 @@ with DAG(
         # The per-type files are plain JSONL: read the errored lines back from storage.
         errored = ObjectStoragePath(manifest["files"]["errored"]["path"])
         with errored.open("rb") as lines:
-            first = next(iter(lines), None)
-        if first is not None:
+            first = lines.readline()  # not next(iter(lines)): Airflow 3.0's files cannot iterate
+        if first:
             print("First error:", json.loads(first)["result"]["error"]["error"])
         return {"succeeded": counts["succeeded"], "sha256": manifest["results_sha256"]}
 

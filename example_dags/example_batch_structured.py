@@ -15,6 +15,7 @@ import path as a string (``"mypkg.models:TicketTriage"``). It is resolved when t
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 from airflow.sdk import DAG, ObjectStoragePath, Param, XComArg, task
@@ -81,6 +82,7 @@ with DAG(
         results_output_type=TicketTriage,
         results_max_invalid_ratio=0.05,
         deferrable=True,
+        poll_interval=float(os.environ.get("EXAMPLE_BATCH_POLL_SECONDS", "60")),
     )
 
     @task
@@ -92,7 +94,8 @@ with DAG(
         )
         by_category: dict[str, int] = {}
         with ObjectStoragePath(manifest["files"]["parsed"]["path"]).open("rb") as rows:
-            for line in rows:
+            # readline, not `for line in rows`: Airflow 3.0's file objects are not iterable.
+            for line in iter(rows.readline, b""):
                 triage = TicketTriage.model_validate(json.loads(line)["output"])
                 by_category[triage.category] = by_category.get(triage.category, 0) + 1
         return by_category

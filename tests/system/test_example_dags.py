@@ -30,6 +30,7 @@ def test_examples_import_without_errors(bag: object) -> None:
         "example_batch_mapped",
         "example_batch_from_upstream",
         "example_batch_events",
+        "example_batch_records",
         "example_batch_results",
         "example_batch_structured",
         "example_batch_submit_only",
@@ -94,3 +95,15 @@ def test_structured_example_validates_against_its_model(bag: object) -> None:
     assert submit.results_output_type.__name__ == "TicketTriage"
     assert submit.results_max_invalid_ratio == 0.05
     assert dag.get_task("load_rows").upstream_task_ids == {"submit_and_validate"}
+
+
+def test_records_example_maps_records_with_the_model_from_the_connection(bag: object) -> None:
+    dag = bag.dags["example_batch_records"]  # type: ignore[attr-defined]
+    classify = dag.get_task("classify")
+    assert type(classify).__name__ == "MessageBatchOperator"
+    assert classify.requests == "{{ params.records_path }}"
+    assert classify.prompt_template == "Classify the sentiment of this review: {review}"
+    assert classify.custom_id_field == "id"
+    assert (classify.model, classify.max_tokens) == (None, 16)
+    assert classify.results_path == "{{ params.results_path }}"
+    assert dag.get_task("report").upstream_task_ids == {"classify"}
