@@ -1302,6 +1302,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "the fake's answer hook is never asked",
+        "testing/_routes.py",
+        '        contents = None if hook is None else _hooked_answers(hook, body["requests"])\n',
+        "        contents = None\n",
+        (
+            "tests/unit/testing/test_fake_api.py::"
+            "test_the_answer_hook_answers_each_request_created_through_the_api",
+            "tests/system/test_example_structured.py::"
+            "test_answers_that_call_the_tool_are_loaded_as_rows",
+        ),
+    ),
+    Mutant(
         "custom_ids seen are kept whole, not as hashes",
         "request_set.py",
         "        key = self._key(custom_id)\n",

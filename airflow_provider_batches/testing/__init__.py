@@ -13,11 +13,12 @@ Out of process: ``python -m airflow_provider_batches.testing serve --port 8765``
 
 from __future__ import annotations
 
-from ._types import FakeApiError, Fault, FaultKind, ListHook, RecordedRequest
+from ._types import AnswerHook, FakeApiError, Fault, FaultKind, ListHook, RecordedRequest
 from .admin import FakeAdminClient, FakeAdminError
 from .server import FakeBatchesServer
 
 __all__ = [
+    "AnswerHook",
     "FakeAdminClient",
     "FakeAdminError",
     "FakeApiError",

@@ -27,6 +27,11 @@ _FILLER = _SENTENCE * (1_001_000 // len(_SENTENCE))
 MAX_RESPONSE_CHARS = 1_000_000
 
 
+def default_answer_text(custom_id: str) -> str:
+    """The fake's own answer to a request it was given no content for."""
+    return f"Fake response for {custom_id}."
+
+
 @dataclass(frozen=True)
 class ResultsSpec:
     """What the results of one batch look like.
@@ -98,7 +103,7 @@ class ResultsSpec:
 
     def _message(self, index: int) -> dict[str, Any]:
         custom_id = self.custom_id(index)
-        text = f"Fake response for {custom_id}."
+        text = default_answer_text(custom_id)
         if self.response_chars is not None:
             start = (index * 7919) % 1000
             padding = _FILLER[start : start + max(0, self.response_chars - len(text) - 1)]

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import time
+from typing import Any
 
 from ._http import HttpRequest, HttpResponse
 from ._ids import new_request_id
@@ -19,9 +20,10 @@ from ._responses import (
     fault_status_response,
     json_response,
 )
+from ._results import default_answer_text
 from ._state import FakeState
 from ._target import Target
-from ._types import FakeApiError, Fault, RecordedRequest
+from ._types import AnswerHook, FakeApiError, Fault, RecordedRequest
 from ._validation import VERSION_RE, parse_json_body, parse_limit, validate_create
 
 BATCHES = ("v1", "messages", "batches")
@@ -194,13 +196,22 @@ class ApiRoutes:
         raise FakeApiError(404, f"Not found: {target.path}")
 
     def _create(self, request: HttpRequest) -> HttpResponse:
-        checked = validate_create(parse_json_body(request.body))
-        batch = self._state.create_batch(
-            num_requests=len(checked.custom_ids),
-            ends_after=self._state.processing_seconds,
-            custom_ids=checked.custom_ids,
-            models=checked.models,
-        )
+        body = parse_json_body(request.body)
+        checked = validate_create(body)
+        hook = self._state.answer_hook
+        contents = None if hook is None else _hooked_answers(hook, body["requests"])
+        try:
+            batch = self._state.create_batch(
+                num_requests=len(checked.custom_ids),
+                ends_after=self._state.processing_seconds,
+                custom_ids=checked.custom_ids,
+                models=checked.models,
+                contents=contents,
+            )
+        except ValueError as error:
+            if contents is None:
+                raise
+            raise FakeApiError(500, f"the answer hook returned unusable blocks: {error}") from None
         return json_response(batch)
 
     def _list(self, target: Target) -> HttpResponse:
@@ -230,3 +241,15 @@ def _endpoint(method: str, target: Target, batch_id: str | None) -> str | None:
 def _not_allowed(method: str, allowed: str) -> FakeApiError:
     message = f"Method {method} is not allowed for this endpoint (allowed: {allowed})."
     return FakeApiError(405, message, headers={"allow": allowed})
+
+
+def _hooked_answers(hook: AnswerHook, requests: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each request's answer blocks from ``hook``; the fake's own text where it gives None."""
+    answers: list[list[dict[str, Any]]] = []
+    for item in requests:
+        custom_id = item["custom_id"]
+        blocks = hook(custom_id, item["params"])
+        if blocks is None:
+            blocks = [{"type": "text", "text": default_answer_text(custom_id)}]
+        answers.append(list(blocks))
+    return answers

@@ -17,7 +17,7 @@ from ._ids import new_batch_id
 from ._options import check_results_options, optional_seconds, required_seconds, validate_batch_id
 from ._ratelimit import RateLimiter
 from ._results import ResultsSpec
-from ._types import FakeApiError, Fault, ListHook, RecordedRequest
+from ._types import AnswerHook, FakeApiError, Fault, ListHook, RecordedRequest
 
 DEFAULT_EXPIRES_AFTER = 86_400.0
 
@@ -56,6 +56,7 @@ class FakeState:
         self.rate_limit = RateLimiter(clock)
         #: Answers list requests in place of the faithful page (see FakeBatchesServer).
         self.list_hook: ListHook | None = None
+        self.answer_hook: AnswerHook | None = None
 
     def now(self) -> float:
         """The fake's clock (epoch seconds): ``created_at``, processing and ``Date`` follow it."""
@@ -352,4 +353,5 @@ class FakeState:
             self._total_requests = 0
             self._connections_opened = 0
             self.list_hook = None
+            self.answer_hook = None
         self.rate_limit.reset()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -13,6 +13,9 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 #: returns None (send that page), a JSON value or raw bytes to send with status 200 instead, or
 #: raises :class:`FakeApiError` to answer that error.
 ListHook = Callable[[dict[str, str], dict[str, Any]], Any]
+#: ``hook(custom_id, params)``: the content blocks of that request's succeeded answer, or None
+#: for the fake's own text answer.
+AnswerHook = Callable[[str, dict[str, Any]], Sequence[dict[str, Any]] | None]
 
 #: ``error.type`` the real API uses for each HTTP status (see the wire contract's error table).
 DEFAULT_ERROR_TYPES: dict[int, str] = {

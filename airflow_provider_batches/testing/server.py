@@ -12,7 +12,7 @@ from typing import Any
 
 from ._app import FakeApp
 from ._state import DEFAULT_EXPIRES_AFTER, FakeState
-from ._types import Fault, ListHook, RecordedRequest
+from ._types import AnswerHook, Fault, ListHook, RecordedRequest
 
 _START_TIMEOUT = 10.0
 
@@ -230,6 +230,16 @@ class FakeBatchesServer:
         It runs on the server's event loop (keep it quick), after faults and only for valid
         requests; ``reset()`` removes it."""
         self._state.list_hook = hook
+
+    def set_answer_hook(self, hook: AnswerHook | None) -> None:
+        """Answer the requests of batches created through the API with ``hook(custom_id,
+        params)``: the content blocks of that request's succeeded answer (a ``tool_use`` block
+        for a forced tool, a text block of JSON, ...), or None for the fake's own text answer.
+        None turns it off. It runs on the server's event loop when the create arrives (keep it
+        quick); blocks it returns are checked as ``create_batch(contents=...)`` checks them, a
+        ``FakeApiError`` it raises answers the create with that error, and ``reset()`` removes
+        it. Batches added with ``create_batch`` keep their own ``contents``."""
+        self._state.answer_hook = hook
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API response by ``seconds`` (without blocking other clients)."""

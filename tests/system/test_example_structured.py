@@ -1,12 +1,8 @@
-"""The structured example DAG under ``dag.test()`` against the fake.
-
-The fake answers a batch created through the API with text (``Fake response for <custom_id>.``)
-and has no way to script those answers: ``contents`` (tool calls, JSON text) applies only to
-batches the test adds with ``fake.create_batch``. So the whole DAG runs as it would against a
-model that ignores the forced tool: its requests are sent, every answer is stored and judged
-invalid, the manifest is pushed, then ``results_max_invalid_ratio`` fails the task and
-``load_rows`` does not run. The valid path of ``load_rows`` runs on its own below, on the files
-the results writer makes from a batch of tool calls.
+"""The structured example DAG under ``dag.test()`` against the fake, both ways a model can
+answer: with the forced tool call (the fake's answer hook plays the model: each ticket's triage
+as the call's input), so every answer is valid and ``load_rows`` loads the rows; or with text,
+so every answer is invalid and ``results_max_invalid_ratio`` fails the task after the manifest
+is pushed. Either way the create body is the one the example means to send.
 """
 
 from __future__ import annotations
@@ -55,16 +51,91 @@ def structured_fake(examples_bundle: None, set_connection: Any) -> Iterator[Fake
         yield server
 
 
-@pytest.mark.airflow_db
-def test_the_example_sends_forced_tool_requests_and_sorts_every_answer(
-    structured_fake: FakeBatchesServer, example: SimpleNamespace, tmp_path: Path
-) -> None:
-    results = tmp_path / "results"
+#: What the fake, playing a model that calls the forced tool, answers for each ticket.
+TRIAGE = {
+    "ticket-1": {"category": "billing", "urgency": 4, "summary": "Charged twice."},
+    "ticket-2": {"category": "bug", "urgency": 5, "summary": "Export crashes on Safari."},
+    "ticket-3": {"category": "feature_request", "urgency": 1, "summary": "Dark mode."},
+}
 
+
+def _expected_body(tool: dict[str, Any]) -> bytes:
+    """Each ticket with the tool, the forced call and the model of the Param."""
+    return canonical_body(
+        [
+            {
+                "custom_id": ticket_id,
+                "params": {
+                    "model": "claude-structured-test",
+                    "max_tokens": 512,
+                    "tools": [tool],
+                    "tool_choice": {
+                        "type": "tool",
+                        "name": "record_triage",
+                        "disable_parallel_tool_use": True,
+                    },
+                    "messages": [{"role": "user", "content": f"Triage this ticket: {text}"}],
+                },
+            }
+            for ticket_id, text in TICKETS.items()
+        ]
+    )
+
+
+def _run(fake: FakeBatchesServer, example: SimpleNamespace, results: Path) -> Any:
     run, states, xcoms = run_example(
         "example_batch_structured",
         {"model": "claude-structured-test", "results_path": f"file://{results}"},
     )
+    creates = [r for r in fake.requests if r.method == "POST" and r.batch_id is None]
+    assert len(creates) == 1
+    assert example.TOOL["input_schema"] == example.TicketTriage.model_json_schema()
+    body = _expected_body(example.TOOL)
+    assert (creates[0].body_sha256, creates[0].body_bytes) == (
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+    ), f"the create body differs from {body.decode()}"
+    manifest = xcoms[("submit_and_validate", "manifest")]
+    prefix = results / manifest["batch_id"]
+    assert json.loads((prefix / "manifest.json").read_text()) == manifest
+    lines = [json.loads(line) for line in (prefix / "results.jsonl").read_bytes().splitlines()]
+    assert {line["result"]["message"]["model"] for line in lines} == {"claude-structured-test"}
+    return run, states, xcoms, manifest, prefix
+
+
+@pytest.mark.airflow_db
+def test_answers_that_call_the_tool_are_loaded_as_rows(
+    structured_fake: FakeBatchesServer, example: SimpleNamespace, tmp_path: Path
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def call_the_forced_tool(custom_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        asked.append((custom_id, params["tool_choice"]["name"]))
+        arguments = TRIAGE[custom_id]
+        return [{"type": "tool_use", "id": "toolu_1", "name": "record_triage", "input": arguments}]
+
+    structured_fake.set_answer_hook(call_the_forced_tool)
+    run, states, xcoms, manifest, prefix = _run(structured_fake, example, tmp_path / "results")
+
+    assert states == dict.fromkeys(
+        ("build_requests", "submit_and_validate", "load_rows"), "success"
+    )
+    assert run.state == "success"
+    assert sorted(asked) == [(ticket, "record_triage") for ticket in sorted(TICKETS)]
+    structured = manifest["structured"]
+    assert (structured["parsed"], structured["invalid"]) == (3, 0)
+    assert structured["parsed_by_source"] == {"tool_use": 3}
+    rows = [json.loads(line) for line in (prefix / "parsed.jsonl").read_bytes().splitlines()]
+    assert {row["custom_id"]: row["output"] for row in rows} == TRIAGE
+    assert xcoms[("load_rows", "return_value")] == {"billing": 1, "bug": 1, "feature_request": 1}
+
+
+@pytest.mark.airflow_db
+def test_answers_in_text_fail_the_task_after_everything_is_written(
+    structured_fake: FakeBatchesServer, example: SimpleNamespace, tmp_path: Path
+) -> None:
+    """The fake's own answers are text: a model that ignores the tool."""
+    run, states, _xcoms, manifest, prefix = _run(structured_fake, example, tmp_path / "results")
 
     # Three text answers of three are invalid: more than 5%, after everything is written.
     assert states == {
@@ -73,85 +144,12 @@ def test_the_example_sends_forced_tool_requests_and_sorts_every_answer(
         "load_rows": "upstream_failed",
     }, states
     assert run.state == "failed"
-
-    # One create: each ticket with the tool, the forced call and the model of the Param.
-    creates = [r for r in structured_fake.requests if r.method == "POST" and r.batch_id is None]
-    assert len(creates) == 1
-    tool = example.TOOL
-    assert tool["input_schema"] == example.TicketTriage.model_json_schema()
-    expected = [
-        {
-            "custom_id": ticket_id,
-            "params": {
-                "model": "claude-structured-test",
-                "max_tokens": 512,
-                "tools": [tool],
-                "tool_choice": {
-                    "type": "tool",
-                    "name": "record_triage",
-                    "disable_parallel_tool_use": True,
-                },
-                "messages": [{"role": "user", "content": f"Triage this ticket: {text}"}],
-            },
-        }
-        for ticket_id, text in TICKETS.items()
-    ]
-    body = canonical_body(expected)
-    assert (creates[0].body_sha256, creates[0].body_bytes) == (
-        hashlib.sha256(body).hexdigest(),
-        len(body),
-    ), f"the create body differs from {body.decode()}"
-
-    # The manifest was pushed before the task failed, and matches what is stored.
-    manifest = xcoms[("submit_and_validate", "manifest")]
     structured = manifest["structured"]
     assert structured["output_type"].endswith(":TicketTriage")
     assert (structured["parsed"], structured["invalid"]) == (0, 3)
     assert structured["invalid_by_reason"] == {"not_json": 3}
     assert manifest["files"]["parsed"]["lines"] == 0
-    assert manifest["files"]["invalid"]["lines"] == 3
-    prefix = results / manifest["batch_id"]
-    assert json.loads((prefix / "manifest.json").read_text()) == manifest
     assert (prefix / "parsed.jsonl").read_bytes() == b""
     rows = [json.loads(line) for line in (prefix / "invalid.jsonl").read_bytes().splitlines()]
     assert sorted(row["custom_id"] for row in rows) == sorted(TICKETS)
     assert {row["reason"] for row in rows} == {"not_json"}
-    lines = [json.loads(line) for line in (prefix / "results.jsonl").read_bytes().splitlines()]
-    assert {line["result"]["message"]["model"] for line in lines} == {"claude-structured-test"}
-
-
-def _triage_call(arguments: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"type": "tool_use", "id": "toolu_1", "name": "record_triage", "input": arguments}]
-
-
-def test_load_rows_reads_the_valid_rows_of_a_batch_of_tool_calls(
-    fake: FakeBatchesServer, fake_conn: str, example: SimpleNamespace, tmp_path: Path
-) -> None:
-    """What the DAG run above cannot reach: answers that are tool calls, sorted by the results
-    writer the operator uses, with the example's model, then the example's ``load_rows``."""
-    from airflow.sdk import ObjectStoragePath
-
-    from airflow_provider_batches.hooks.batch import MessageBatchHook
-    from airflow_provider_batches.results.writer import write_results
-
-    answers = [
-        _triage_call({"category": "billing", "urgency": 4, "summary": "Charged twice."}),
-        _triage_call({"category": "bug", "urgency": 5, "summary": "Export crashes on Safari."}),
-        _triage_call({"category": "bug", "urgency": 3, "summary": "Typo on the login page."}),
-        _triage_call({"category": "feature_request", "urgency": 1, "summary": "Dark mode."}),
-        _triage_call({"category": "refund", "urgency": 9, "summary": "Not a category."}),
-    ]
-    batch = fake.create_batch(num_requests=len(answers), ends_after=0.0, contents=answers)
-    manifest = write_results(
-        MessageBatchHook(fake_conn),
-        batch["id"],
-        ObjectStoragePath(f"file://{tmp_path}"),
-        output_type=example.TicketTriage,
-    )
-
-    structured = manifest["structured"]
-    assert (structured["parsed"], structured["invalid"]) == (4, 1)
-    assert structured["invalid_by_reason"] == {"validation": 1}
-    assert (manifest["files"]["parsed"]["lines"], manifest["files"]["invalid"]["lines"]) == (4, 1)
-
-    assert example.load_rows(manifest) == {"billing": 1, "bug": 2, "feature_request": 1}

@@ -1022,3 +1022,65 @@ def test_cli_refuses_non_loopback_host() -> None:
     assert process.returncode == 2
     assert "non-loopback" in err
     assert "FAKE_API_READY" not in out
+
+
+# ---- the answer hook: what a model answers to batches created through the API --------------
+
+
+def test_the_answer_hook_answers_each_request_created_through_the_api(
+    fake: FakeBatchesServer, client: httpx.Client
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def answer(custom_id: str, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+        seen.append((custom_id, params["model"]))
+        if custom_id == "plain":
+            return None  # the fake's own text
+        return [{"type": "tool_use", "id": "toolu_1", "name": "pick", "input": {"id": custom_id}}]
+
+    fake.set_answer_hook(answer)
+    body = {"requests": [_request("tool-a", "m-1"), _request("plain", "m-2")]}
+    created = client.post("/v1/messages/batches", json=body).json()
+    added = fake.create_batch(num_requests=1, ends_after=0.0)  # keeps the fake's own answer
+    assert seen == [("tool-a", "m-1"), ("plain", "m-2")]
+    ended = fake.end_batch(created["id"])
+    lines = {
+        line["custom_id"]: line["result"]["message"]
+        for line in map(json.loads, client.get(ended["results_url"]).text.splitlines())
+    }
+    assert lines["tool-a"]["content"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "pick", "input": {"id": "tool-a"}}
+    ]
+    assert lines["tool-a"]["model"] == "m-1"
+    assert lines["plain"]["content"] == [{"type": "text", "text": "Fake response for plain."}]
+    added_lines = client.get(fake.end_batch(added["id"])["results_url"]).text.splitlines()
+    assert json.loads(added_lines[0])["result"]["message"]["content"][0]["type"] == "text"
+
+    fake.reset()  # removes the hook
+    again = client.post("/v1/messages/batches", json={"requests": [_request("tool-b")]}).json()
+    assert seen == [("tool-a", "m-1"), ("plain", "m-2")]
+    (line,) = client.get(fake.end_batch(again["id"])["results_url"]).text.splitlines()
+    assert json.loads(line)["result"]["message"]["content"][0]["type"] == "text"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "message"),
+    [
+        (lambda _id, _params: "not blocks", 500, "the answer hook returned unusable blocks"),
+        (lambda _id, _params: [["nested"]], 500, "the answer hook returned unusable blocks"),
+        (
+            lambda _id, _params: (_ for _ in ()).throw(FakeApiError(529, "Overloaded")),
+            529,
+            "Overloaded",
+        ),
+    ],
+    ids=["a-string", "not-objects", "fake-api-error"],
+)
+def test_an_answer_hook_that_fails_answers_the_create_with_an_error(
+    fake: FakeBatchesServer, client: httpx.Client, answer: Any, status: int, message: str
+) -> None:
+    fake.set_answer_hook(answer)
+    response = client.post("/v1/messages/batches", json={"requests": [_request("a")]})
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+    assert fake.stats()["batches"] == 0  # nothing was created
