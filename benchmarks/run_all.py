@@ -44,7 +44,7 @@ TARGETS = {
     "max_connections": 64,
     "peak_rss_mb": 400.0,
     "stall_ms": 100.0,
-    "import_ms": 50.0,
+    "import_ms": 35.0,
     "import_mb": 8.0,
 }
 

@@ -196,8 +196,10 @@ def _section(results: list[dict[str, Any]], quick: bool) -> list[str]:
         f"Targets: peak RSS growth < {TARGET_RSS_MB:g} MB: {'met' if rss_met else 'MISSED'}; "
         f"structured throughput >= {TARGET_RATIO:g} x plain (wall, this run): "
         f"{'met' if ratio_met else 'MISSED'}. On CPU alone, what a client whose server is never "
-        f"the bottleneck would see: {'; '.join(cpu_ratios)}. jsonschema validates in pure "
-        "Python: prefer a pydantic model for large batches.",
+        f"the bottleneck would see: {'; '.join(cpu_ratios)}. With a JSON schema, jsonschema-rs "
+        "decides each answer (under a microsecond) and jsonschema, in pure Python, explains each "
+        "invalid one (tens of microseconds): the more invalid answers, the slower; a pydantic "
+        "model does both in compiled code.",
     ]
     return rows
 

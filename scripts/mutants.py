@@ -1302,6 +1302,36 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "every JSON schema answer is decided by jsonschema",
+        "results/structured.py",
+        "        if is_valid is not None and is_valid(answer):\n",
+        "        if False:\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_a_valid_answer_is_decided_without_jsonschema",
+        ),
+    ),
+    Mutant(
+        "a fractional multipleOf is decided by jsonschema-rs",
+        "results/structured.py",
+        "    if validator_name not in _COMPILED_DRAFTS or _has_fractional_multiple_of(schema):\n",
+        "    if validator_name not in _COMPILED_DRAFTS:\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_a_json_schema_answer_is_valid_exactly_when_jsonschema_says_so",
+        ),
+    ),
+    Mutant(
+        "jsonschema fetches a remote $ref",
+        "results/structured.py",
+        "    validator = validator_class(schema, registry=registry)\n",
+        "    validator = validator_class(schema)\n",
+        (
+            "tests/unit/results/test_structured_results.py::"
+            "test_a_remote_ref_is_never_fetched_and_fails_naming_the_fix",
+        ),
+    ),
+    Mutant(
         "the fake's answer hook is never asked",
         "testing/_routes.py",
         '        contents = None if hook is None else _hooked_answers(hook, body["requests"])\n',

@@ -144,7 +144,15 @@ def test_nothing_test_only_is_a_requirement_or_an_extra(dists: Dists) -> None:
         requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip()
         for requirement in requires
     }
-    assert names == {"apache-airflow", "httpx", "pydantic", "h11", "orjson", "jsonschema"}
+    assert names == {
+        "apache-airflow",
+        "httpx",
+        "pydantic",
+        "h11",
+        "orjson",
+        "jsonschema",
+        "jsonschema-rs",
+    }
     assert not [name for name in names if is_test_only(name)]
     assert metadata.get_all("Provides-Extra") is None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structured_cases import (
     REVIEW_SCHEMA,
@@ -327,3 +327,106 @@ def test_the_fake_serves_given_contents_and_refuses_others(fake: FakeBatchesServ
     for bad in ("text", [], [{"type": "text", "text": "x"}], [["text"]]):
         with pytest.raises(ValueError, match="contents must be"):
             fake.create_batch(num_requests=1, contents=bad)
+
+
+# ---- JSON schemas: jsonschema-rs decides validity first, jsonschema explains -------------------
+
+#: Schemas whose keywords the two libraries could read differently: numbers (1.0 as an
+#: integer, multipleOf on floats, big integers), regexes (``$`` before a trailing newline),
+#: unique items, const and enum equality, drafts 4 to 2020-12, $defs and $ref, formats.
+DIVERGENCE_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "integer", "minimum": 0, "maximum": 2**64},
+    {"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "maximum": 5,
+     "exclusiveMaximum": True},
+    {"type": "number", "multipleOf": 0.1},
+    {"type": "string", "pattern": "^[a-z]+$", "maxLength": 4},
+    {"type": "string", "format": "email"},
+    {"type": "array", "uniqueItems": True, "items": {"type": ["number", "boolean", "null"]}},
+    {"const": {"k": [1, 2.0]}},
+    {"enum": [1, "1", None, True, [0]]},
+    {"$defs": {"leaf": {"type": "string", "minLength": 1}},
+     "type": "object", "additionalProperties": {"$ref": "#/$defs/leaf"},
+     "propertyNames": {"pattern": "^[a-z]*$"}, "maxProperties": 3},
+    {"$schema": "http://json-schema.org/draft-07/schema#", "anyOf": [
+        {"type": "string", "maxLength": 2}, {"type": "array", "items": {"type": "integer"}}]},
+    {"$schema": "https://json-schema.org/draft/2019-09/schema", "type": "array",
+     "contains": {"type": "integer"}, "minContains": 2},
+    {"type": "string", "minLength": 2, "maxLength": 3},
+    {"type": "number", "exclusiveMinimum": 0.1, "maximum": 1e300},
+    {"prefixItems": [{"type": "integer"}, {"type": "string"}], "items": False},
+    {"type": "object", "properties": {"a": {"type": "integer"}},
+     "unevaluatedProperties": False, "dependentRequired": {"a": ["b"]}},
+    {"if": {"type": "integer"}, "then": {"minimum": 1}, "else": {"not": {"type": "null"}}},
+    {"oneOf": [{"type": "integer"}, {"type": "number", "maximum": 2}]},
+    {"type": "integer", "multipleOf": 3},
+]  # fmt: skip
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.1, 0.3, 1.0, 2.0, 0.30000000000000004])
+    | st.text("ab1@.\n-\U0001f600\u00e9", max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text("ab", max_size=2), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+def _outcome(validator: Any, answer: Any) -> str:
+    try:
+        validator.validate(answer)
+    except Exception as error:  # the module's own invalid-answer error carries a reason
+        return str(getattr(error, "reason", type(error).__name__))
+    return "valid"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema=st.sampled_from(DIVERGENCE_SCHEMAS), answer=JSON_VALUES)
+# jsonschema fails a quotient that overflows; jsonschema-rs accepts it.
+@example(schema={"type": "number", "multipleOf": 0.1}, answer=1.7976931348623163e307)
+def test_a_json_schema_answer_is_valid_exactly_when_jsonschema_says_so(
+    schema: dict[str, Any], answer: Any
+) -> None:
+    """The compiled check only ever lets through what jsonschema itself accepts, and what it
+    refuses jsonschema decides again: the outcome is jsonschema's, whatever the two disagree on
+    (jsonschema's ``$`` also matches before a trailing newline, for one)."""
+    import jsonschema
+
+    reference = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
+    )(schema)
+    expected = "valid" if reference.is_valid(answer) else "validation"
+    assert _outcome(resolve_output_type(schema), answer) == expected
+
+
+def test_a_valid_answer_is_decided_without_jsonschema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jsonschema (pure Python, about 60 µs an answer) explains invalid answers only."""
+    import jsonschema
+
+    explained: list[Any] = []
+    original = jsonschema.Draft202012Validator.iter_errors
+
+    def counting(self: Any, instance: Any, *args: Any, **kwargs: Any) -> Any:
+        explained.append(instance)
+        return original(self, instance, *args, **kwargs)
+
+    monkeypatch.setattr(jsonschema.Draft202012Validator, "iter_errors", counting)
+    validator = resolve_output_type(Review.model_json_schema())
+    explained.clear()  # resolving checked the schema itself against the draft's metaschema
+    for stars in range(1, 6):
+        validator.validate({"title": "t", "stars": stars})
+    assert explained == []
+    assert _outcome(validator, {"title": "t", "stars": 9}) == "validation"
+    assert explained == [{"title": "t", "stars": 9}]
+
+
+def test_a_remote_ref_is_never_fetched_and_fails_naming_the_fix(fake: FakeBatchesServer) -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": f"{fake.base_url}/review.json"}}}
+    validator = resolve_output_type(schema)
+    assert _outcome(validator, {"b": 1}) == "valid"  # the $ref is not needed for this answer
+    with pytest.raises(OutputTypeError, match=r"cannot resolve.*put what they name under"):
+        validator.validate({"a": 1})
+    assert fake.request_count() == 0
