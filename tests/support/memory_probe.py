@@ -1,6 +1,7 @@
 """Run in a subprocess by test_results_memory: stream a large fake batch, print peak RSS growth.
 
-Usage: python memory_probe.py MODE LINES RESPONSE_CHARS OUT_DIR, MODE in iter, aiter, write;
+Usage: python memory_probe.py MODE LINES RESPONSE_CHARS OUT_DIR, MODE in iter, aiter, write,
+structured (write with a JSON schema output_type; each answer a tool call of RESPONSE_CHARS);
 or python memory_probe.py hostile KIND: a 2-request batch whose server sends KIND (repeat: one
 line forever; blank: blank lines forever; gzip: a gzip bomb of blank lines) until it has sent
 CAP bytes; prints the error the read ended with and the peak RSS growth.
@@ -97,11 +98,13 @@ def main() -> None:
         warm = fake.create_batch(num_requests=200, ends_after=0.0, response_chars=chars)
         write_results(hook, warm["id"], ObjectStoragePath(f"file://{out_dir}/warm"))
         sum(1 for _ in hook.iter_results(warm["id"]))
+        call = {"type": "tool_use", "id": "toolu_1", "name": "note", "input": {"text": "x" * chars}}
         batch = fake.create_batch(
             num_requests=lines,
             ends_after=0.0,
             outcomes={"succeeded": lines - 100, "errored": 100},
             response_chars=chars,
+            contents=[[call]] if mode == "structured" else None,
         )
         ended = hook.retrieve_batch(batch["id"])
         probe = PeakRss()
@@ -114,6 +117,12 @@ def main() -> None:
                 return sum([1 async for _ in hook.aiter_results(ended)])
 
             count = asyncio.run(read())
+        elif mode == "structured":
+            schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+            store = ObjectStoragePath(f"file://{out_dir}/big")
+            manifest = write_results(hook, ended, store, output_type=schema)
+            count = manifest["structured"]["parsed"]
+            size = manifest["files"]["parsed"]["bytes"]
         else:
             manifest = write_results(hook, ended, ObjectStoragePath(f"file://{out_dir}/big"))
             count = manifest["line_counts"]["total"]

@@ -1,7 +1,7 @@
 """Reading and writing results holds constant memory: peak RSS growth while 50,000 lines
-(about 100 MB) stream through is far below the file's size; a hostile server (a line repeated
-forever, endless blank lines, a gzip bomb of blank lines) ends the read with an error before it
-costs memory. Measured in a fresh subprocess."""
+(about 100 MB) stream through, with or without an ``output_type``, is far below the file's
+size; a hostile server (a line repeated forever, endless blank lines, a gzip bomb of blank
+lines) ends the read with an error before it costs memory. Measured in a fresh subprocess."""
 
 from __future__ import annotations
 
@@ -34,13 +34,18 @@ def _probe(*args: str) -> dict[str, Any]:
     return measured
 
 
-@pytest.mark.parametrize("mode", ["iter", "aiter", "write"])
+@pytest.mark.parametrize("mode", ["iter", "aiter", "write", "structured"])
 def test_peak_rss_growth_is_bounded(mode: str, tmp_path: Path) -> None:
+    """``structured``: written with a JSON schema ``output_type``, every succeeded answer
+    validated into ``parsed.jsonl`` beside ``results.jsonl``."""
     measured = _probe(mode, str(LINES), str(RESPONSE_CHARS), str(tmp_path))
-    assert measured["count"] == LINES
+    assert measured["count"] == (LINES - 100 if mode == "structured" else LINES)
     if mode == "write":
         stored = next((tmp_path / "big").iterdir()) / "results.jsonl"
         assert stored.stat().st_size == measured["bytes"] > 90 * 1024 * 1024
+    if mode == "structured":
+        stored = next((tmp_path / "big").iterdir()) / "parsed.jsonl"
+        assert stored.stat().st_size == measured["bytes"] > 70 * 1024 * 1024
     assert measured["growth"] < MAX_GROWTH, f"{measured['growth'] / 2**20:.1f} MiB"
 
 
