@@ -1091,8 +1091,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "MessageBatchOperator ignores results_max_invalid_ratio",
         "operators/batch.py",
-        "            check_invalid_answers(manifest, self.results_max_invalid_ratio)\n",
-        "            pass\n",
+        (
+            "                manifest, self.results_max_invalid_ratio,"
+            " self.results_on_too_many_invalid\n"
+        ),
+        "                manifest, None, self.results_on_too_many_invalid\n",
         (
             "tests/unit/operators/test_operator_structured.py::"
             "test_output_type_is_applied_and_the_ratio_fails_after_the_manifest_is_pushed",
