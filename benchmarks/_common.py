@@ -174,3 +174,43 @@ def machine_info() -> dict[str, Any]:
 def dump_json(data: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+class DocSection:
+    """One benchmark's generated section of docs/benchmarks.md, between its two markers.
+
+    ``after``: end markers of other sections; a section not yet in the page goes right after
+    the first of them found there, else before the page's first ``## `` heading.
+    """
+
+    def __init__(self, name: str, after: Sequence[str] = ()) -> None:
+        self.start = f"<!-- {name}:start -->"
+        self.end = f"<!-- {name}:end -->"
+        self.after = tuple(after)
+
+    def keep(self, old: str, new: str) -> str:
+        """``new`` with this section as ``old`` has it (for run_all.py's rewrite of the page)."""
+        if self.start not in old or self.start in new:
+            return new
+        return self._insert(
+            new, self.start + old.split(self.start, 1)[1].split(self.end, 1)[0] + self.end
+        )
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Replace this section of docs/benchmarks.md with ``lines`` (or add it)."""
+        text = DOC_PATH.read_text(encoding="utf-8")
+        block = "\n".join([self.start, *lines, self.end])
+        if self.start in text:
+            before, rest = text.split(self.start, 1)
+            text = before + block + rest.split(self.end, 1)[1]
+        else:
+            text = self._insert(text, block)
+        DOC_PATH.write_text(text, encoding="utf-8")
+
+    def _insert(self, text: str, block: str) -> str:
+        for marker in self.after:
+            if marker in text:
+                head, _, tail = text.partition(marker)
+                return f"{head}{marker}\n\n{block}{tail}"
+        head, _, tail = text.partition("\n## ")
+        return f"{head.rstrip()}\n\n{block}\n\n## {tail}"

@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOC_PATH, OFFICIAL_VENV_PYTHON, REPO_ROOT, PeakRss, cpu_seconds
+from _common import OFFICIAL_VENV_PYTHON, REPO_ROOT, DocSection, PeakRss, cpu_seconds
 
 API_KEY = "sk-ant-bench-results-key"
 S3_CONN = "aws_bench"
 BUCKET = "bench-results"
-DOC_START = "<!-- results_stream:start -->"
-DOC_END = "<!-- results_stream:end -->"
+DOC = DocSection("results_stream")
 TARGET_RSS_MB = 64.0
 TARGET_FILE_MBPS = 50.0
 
@@ -199,28 +198,8 @@ def _table(results: list[dict[str, Any]], lines: int, size: int) -> list[str]:
     return rows
 
 
-def keep_section(old: str, new: str) -> str:
-    """``new`` with the results-streaming section of ``old`` (for run_all.py's rewrite)."""
-    if DOC_START not in old or DOC_START in new:
-        return new
-    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
-    return _insert(new, block)
-
-
-def _insert(text: str, block: str) -> str:
-    head, _, tail = text.partition("\n## ")
-    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
-
-
-def _write_doc(section: list[str]) -> None:
-    text = DOC_PATH.read_text(encoding="utf-8")
-    block = "\n".join([DOC_START, *section, DOC_END])
-    if DOC_START in text:
-        before, rest = text.split(DOC_START, 1)
-        text = before + block + rest.split(DOC_END, 1)[1]
-    else:
-        text = _insert(text, block)
-    DOC_PATH.write_text(text, encoding="utf-8")
+#: run_all.py keeps this section when it rewrites the page.
+keep_section = DOC.keep
 
 
 def main() -> int:
@@ -318,7 +297,7 @@ def main() -> int:
     ]
     print("\n".join(section))
     if args.write_doc:
-        _write_doc(section)
+        DOC.write(section)
     return 0
 
 

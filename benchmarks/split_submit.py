@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_DIR, REPO_ROOT, RESULTS_DIR, load_average, machine_info
+from _common import BENCH_DIR, REPO_ROOT, RESULTS_DIR, DocSection, load_average, machine_info
 from submit_memory import generate
 from trigger_scale import API_KEY, FakeProcess
 
@@ -440,7 +440,7 @@ def finish(report: dict[str, Any], json_path: Path | None, write_doc: bool) -> i
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if write_doc:
-        _write_doc(lines)
+        DOC.write(lines)
     missed = [what for what, met, _ in verdicts if not met]
     if missed:
         print(f"MISSED: {missed}", file=sys.stderr)
@@ -457,13 +457,14 @@ def _command(argv: list[str] | None, args: argparse.Namespace) -> str:
 
 # ---- the report -------------------------------------------------------------------------------
 
-DOC_START = "<!-- split_submit:start -->"
-DOC_END = "<!-- split_submit:end -->"
 #: This section goes after the first of these found (the order ``run_all.py`` keeps).
-AFTER = (
-    "<!-- structured_results:end -->",
-    "<!-- submit_memory:end -->",
-    "<!-- results_stream:end -->",
+DOC = DocSection(
+    "split_submit",
+    after=[
+        "<!-- structured_results:end -->",
+        "<!-- submit_memory:end -->",
+        "<!-- results_stream:end -->",
+    ],
 )
 
 
@@ -589,34 +590,8 @@ def section(report: dict[str, Any], command: str) -> list[str]:
     return lines
 
 
-def keep_section(old: str, new: str) -> str:
-    """``new`` with this benchmark's section of ``old`` (for run_all.py's rewrite)."""
-    if DOC_START not in old or DOC_START in new:
-        return new
-    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
-    return _insert(new, block)
-
-
-def _insert(text: str, block: str) -> str:
-    for after in AFTER:
-        if after in text:
-            head, _, tail = text.partition(after)
-            return f"{head}{after}\n\n{block}{tail}"
-    head, _, tail = text.partition("\n## ")
-    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
-
-
-def _write_doc(lines: list[str]) -> None:
-    from _common import DOC_PATH
-
-    text = DOC_PATH.read_text(encoding="utf-8")
-    block = "\n".join([DOC_START, *lines, DOC_END])
-    if DOC_START in text:
-        before, rest = text.split(DOC_START, 1)
-        text = before + block + rest.split(DOC_END, 1)[1]
-    else:
-        text = _insert(text, block)
-    DOC_PATH.write_text(text, encoding="utf-8")
+#: run_all.py keeps this section when it rewrites the page.
+keep_section = DOC.keep
 
 
 if __name__ == "__main__":

@@ -33,12 +33,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOC_PATH, REPO_ROOT, PeakRss, cpu_seconds
+from _common import REPO_ROOT, DocSection, PeakRss, cpu_seconds
 
 API_KEY = "sk-ant-bench-structured-key"
-DOC_START = "<!-- structured_results:start -->"
-DOC_END = "<!-- structured_results:end -->"
-AFTER = "<!-- results_stream:end -->"
+DOC = DocSection("structured_results", after=["<!-- results_stream:end -->"])
 TARGET_RSS_MB = 64.0
 TARGET_RATIO = 0.5
 SUMMARY = "The batch finished processing and its answer names the pipeline steps. " * 12
@@ -204,31 +202,8 @@ def _section(results: list[dict[str, Any]], quick: bool) -> list[str]:
     return rows
 
 
-def keep_section(old: str, new: str) -> str:
-    """``new`` with the structured-results section of ``old`` (for run_all.py's rewrite)."""
-    if DOC_START not in old or DOC_START in new:
-        return new
-    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
-    return _insert(new, block)
-
-
-def _insert(text: str, block: str) -> str:
-    if AFTER in text:
-        head, tail = text.split(AFTER, 1)
-        return f"{head}{AFTER}\n\n{block}{tail}"
-    head, _, tail = text.partition("\n## ")
-    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
-
-
-def _write_doc(section: list[str]) -> None:
-    text = DOC_PATH.read_text(encoding="utf-8")
-    block = "\n".join([DOC_START, *section, DOC_END])
-    if DOC_START in text:
-        before, rest = text.split(DOC_START, 1)
-        text = before + block + rest.split(DOC_END, 1)[1]
-    else:
-        text = _insert(text, block)
-    DOC_PATH.write_text(text, encoding="utf-8")
+#: run_all.py keeps this section when it rewrites the page.
+keep_section = DOC.keep
 
 
 def main() -> int:
@@ -277,7 +252,7 @@ def main() -> int:
     section = _section(results, args.quick)
     print("\n".join(section))
     if args.write_doc:
-        _write_doc(section)
+        DOC.write(section)
     return 0
 
 

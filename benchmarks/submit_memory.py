@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, load_average, machine_info
+from _common import REPO_ROOT, DocSection, load_average, machine_info
 from trigger_scale import API_KEY, FakeProcess
 
 CASES = ("validate", "validate-before", "submit", "submit-before", "official")
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = [arg for arg in (argv or sys.argv[1:]) if arg != "--write-doc"]
         if args.json:  # where this run kept its raw numbers is no part of the command
             shown = [arg for arg in shown if arg not in ("--json", str(args.json))]
-        _write_doc(section(report, " ".join(["python benchmarks/submit_memory.py", *shown])))
+        DOC.write(section(report, " ".join(["python benchmarks/submit_memory.py", *shown])))
     failed = [
         r["case"]
         for r in results
@@ -269,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-DOC_START = "<!-- submit_memory:start -->"
-DOC_END = "<!-- submit_memory:end -->"
+DOC = DocSection("submit_memory", after=["<!-- results_stream:end -->"])
 
 
 def section(report: dict[str, Any], command: str) -> list[str]:
@@ -318,30 +317,8 @@ def section(report: dict[str, Any], command: str) -> list[str]:
     return lines
 
 
-def keep_section(old: str, new: str) -> str:
-    """``new`` with this benchmark's section of ``old`` (for run_all.py's rewrite)."""
-    if DOC_START not in old or DOC_START in new:
-        return new
-    block = DOC_START + old.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
-    after = "<!-- results_stream:end -->"
-    if after in new:
-        head, _, tail = new.partition(after)
-        return f"{head}{after}\n\n{block}{tail}"
-    head, _, tail = new.partition("\n## ")
-    return f"{head.rstrip()}\n\n{block}\n\n## {tail}"
-
-
-def _write_doc(lines: list[str]) -> None:
-    from _common import DOC_PATH
-
-    text = DOC_PATH.read_text(encoding="utf-8")
-    block = "\n".join([DOC_START, *lines, DOC_END])
-    if DOC_START in text:
-        before, rest = text.split(DOC_START, 1)
-        text = before + block + rest.split(DOC_END, 1)[1]
-    else:
-        text = keep_section(block, text)
-    DOC_PATH.write_text(text, encoding="utf-8")
+#: run_all.py keeps this section when it rewrites the page.
+keep_section = DOC.keep
 
 
 def table(results: list[dict[str, Any]]) -> str:
