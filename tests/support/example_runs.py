@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import REPO_ROOT
+from operator_dag_runs import read_run
 
 EXAMPLES = REPO_ROOT / "example_dags"
 
@@ -17,9 +18,6 @@ def run_example(
     """Parse ``example_dags/<dag_id>.py`` and run its DAG once with ``conf``; return the run, the
     task states and the XCom values by (task_id, key). The examples folder must be a DAG bundle
     (the ``examples_bundle`` fixture of tests/system/conftest.py)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     from airflow_provider_batches._compat import dag_bag_class
 
@@ -27,13 +25,7 @@ def run_example(
     bag = dag_bag_class()(dag_folder=str(path))
     assert not bag.import_errors, bag.import_errors
     run = bag.dags[dag_id].test(run_conf=conf)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
-    return run, states, xcoms
+    return (run, *read_run(run))
 
 
 def canonical_body(requests: list[dict[str, Any]]) -> bytes:

@@ -50,6 +50,20 @@ def load_dag(dag_id: str) -> Any:
     return bag.dags[dag_id]
 
 
+def read_run(run: Any) -> tuple[dict[str, str], dict[tuple[str, str], Any]]:
+    """A finished DAG run's task states, and its XCom values by (task_id, key)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id)
+        )
+        return states, {(row.task_id, row.key): row.value for row in rows}
+
+
 def run_dag(
     dag_id: str, conf: dict[str, Any], logical_date: datetime | None = None
 ) -> tuple[Any, dict[str, str], dict[tuple[str, str], Any]]:
@@ -58,18 +72,9 @@ def run_dag(
     The same ``logical_date`` twice is the same DAG run: the second call clears its task
     instances and runs them again, as a user's clear does.
     """
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     kwargs: dict[str, Any] = {"run_conf": conf}
     if logical_date is not None:
         kwargs["logical_date"] = kwargs["run_after"] = logical_date
     run = load_dag(dag_id).test(**kwargs)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
-    return run, states, xcoms
+    return (run, *read_run(run))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import DAGS_DIR
+from operator_dag_runs import read_run
 
 from airflow_provider_batches.testing import FakeBatchesServer
 
@@ -20,22 +21,11 @@ def _run(conf: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], An
     from airflow_provider_batches._compat import dag_bag_class
 
     DagBag = dag_bag_class()
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     bag = DagBag(dag_folder=str(DAGS_DIR / "results_operator.py"))
     assert not bag.import_errors, bag.import_errors
     run = bag.dags["results_to_storage"].test(run_conf=conf)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == "results_to_storage", XComModel.run_id == run.run_id
-            )
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
-    return states, xcoms
+    return read_run(run)
 
 
 def test_operator_returns_the_manifest_and_downstream_reads_it(
@@ -90,9 +80,6 @@ def test_example_dag_runs_sensor_results_and_report(
     from airflow_provider_batches._compat import dag_bag_class
 
     DagBag = dag_bag_class()
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     monkeypatch.setenv("EXAMPLE_BATCH_POLL_SECONDS", "1")
     # dag.test() serializes the DAG from a configured bundle: add the examples as one.
@@ -109,14 +96,7 @@ def test_example_dag_runs_sensor_results_and_report(
     batch = fake.create_batch(num_requests=48, ends_after=1.0, outcomes=outcomes)
     conf = {"batch_id": batch["id"], "results_path": f"file://{tmp_path}"}
     run = bag.dags["example_batch_results"].test(run_conf=conf)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == "example_batch_results", XComModel.run_id == run.run_id
-            )
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
+    states, xcoms = read_run(run)
     assert states == dict.fromkeys(("wait_for_batch", "store_results", "report"), "success")
     manifest = xcoms[("store_results", "return_value")]
     assert xcoms[("report", "return_value")] == {
@@ -147,22 +127,12 @@ def test_provider_info_lists_the_operator_and_the_results_hosts_extra() -> None:
 def _run_structured(
     conf: dict[str, Any], dag_id: str = "results_structured"
 ) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     from airflow_provider_batches._compat import dag_bag_class
 
     bag = dag_bag_class()(dag_folder=str(DAGS_DIR / "results_operator.py"))
     assert not bag.import_errors, bag.import_errors
     run = bag.dags[dag_id].test(run_conf=conf)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
-    return states, xcoms
+    return read_run(run)
 
 
 @pytest.mark.parametrize(

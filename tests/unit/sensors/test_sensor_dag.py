@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import DAGS_DIR, TriggerSpy, wait_until
+from operator_dag_runs import read_run
 
 from airflow_provider_batches._compat import airflow_version, supports
 from airflow_provider_batches.testing import FakeBatchesServer
@@ -53,18 +54,9 @@ def _load_dag(dag_id: str) -> Any:
 
 def _run(dag_id: str, batch_id: str) -> tuple[Any, dict[str, str], dict[tuple[str, str], Any]]:
     """Run the DAG once; return the run, task states and XCom values by (task_id, key)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     run = _load_dag(dag_id).test(run_conf={"batch_id": batch_id})
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
-        )
-        xcoms = {(row.task_id, row.key): row.value for row in rows}
-    return run, states, xcoms
+    return (run, *read_run(run))
 
 
 def _end_after_polls(fake: FakeBatchesServer, batch_id: str, polls: int) -> threading.Thread:
