@@ -1337,8 +1337,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "the fake's answer hook is never asked",
         "testing/_routes.py",
-        '        contents = None if hook is None else _hooked_answers(hook, body["requests"])\n',
-        "        contents = None\n",
+        '            contents=None if hook is None else _hooked_answers(hook, body["requests"]),\n',
+        "            contents=None,\n",
         (
             "tests/unit/testing/test_fake_api.py::"
             "test_the_answer_hook_answers_each_request_created_through_the_api",

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._http import HttpRequest, HttpResponse
 from ._ids import new_request_id
+from ._options import check_results_options
 from ._responses import (
     JSONL_TYPE,
     body_response,
@@ -199,19 +200,13 @@ class ApiRoutes:
         body = parse_json_body(request.body)
         checked = validate_create(body)
         hook = self._state.answer_hook
-        contents = None if hook is None else _hooked_answers(hook, body["requests"])
-        try:
-            batch = self._state.create_batch(
-                num_requests=len(checked.custom_ids),
-                ends_after=self._state.processing_seconds,
-                custom_ids=checked.custom_ids,
-                models=checked.models,
-                contents=contents,
-            )
-        except ValueError as error:
-            if contents is None:
-                raise
-            raise FakeApiError(500, f"the answer hook returned unusable blocks: {error}") from None
+        batch = self._state.create_batch(
+            num_requests=len(checked.custom_ids),
+            ends_after=self._state.processing_seconds,
+            custom_ids=checked.custom_ids,
+            models=checked.models,
+            contents=None if hook is None else _hooked_answers(hook, body["requests"]),
+        )
         return json_response(batch)
 
     def _list(self, target: Target) -> HttpResponse:
@@ -244,12 +239,17 @@ def _not_allowed(method: str, allowed: str) -> FakeApiError:
 
 
 def _hooked_answers(hook: AnswerHook, requests: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Each request's answer blocks from ``hook``; the fake's own text where it gives None."""
-    answers: list[list[dict[str, Any]]] = []
+    """Each request's answer blocks from ``hook``, the fake's own text where it gives None,
+    checked as ``create_batch(contents=...)`` checks them (anything else answers a 500)."""
+    answers: list[Any] = []
     for item in requests:
         custom_id = item["custom_id"]
         blocks = hook(custom_id, item["params"])
-        if blocks is None:
-            blocks = [{"type": "text", "text": default_answer_text(custom_id)}]
-        answers.append(list(blocks))
-    return answers
+        answers.append(
+            [{"type": "text", "text": default_answer_text(custom_id)}] if blocks is None else blocks
+        )
+    try:
+        check_results_options(None, None, None, answers)
+    except ValueError as error:
+        raise FakeApiError(500, f"the answer hook returned unusable blocks: {error}") from None
+    return [list(blocks) for blocks in answers]
